@@ -1,0 +1,194 @@
+"""Feature capture and class gradients: the part of a Grad-CAM that touches the model.
+
+One forward records the feature maps of named layers (hooks live only inside a ``with``
+block). Class gradients ``dY_c/dF`` for ``K`` classes come from ONE batched vector-Jacobian
+product (``torch.autograd.grad(..., is_grads_batched=True)``) taken with respect to the feature
+maps only, so no parameter gradient is computed. When the last layer feeds a global-average-pool
++ linear head, its gradient is ``W_c / (H*W)`` exactly and no backward is needed at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import get_submodule
+
+__all__ = [
+    "FeatureCapture",
+    "capture_features",
+    "class_cotangents",
+    "class_gradients",
+    "unwrap_model",
+]
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module behind DDP / DataParallel / ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+@dataclass
+class FeatureCapture:
+    """What one forward recorded: feature maps by layer name and the classifier's input/output."""
+
+    features: dict[str, Tensor] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    head_input: Tensor | None = None
+    head_output: Tensor | None = None
+    head_weight: Tensor | None = None
+
+    def __getitem__(self, name: str) -> Tensor:
+        feats = self.features.get(name)
+        if feats is None:
+            raise RuntimeError(f"layer {name!r} did not run in the forward pass")
+        if feats._version != self.versions[name]:
+            raise RuntimeError(
+                f"the output of layer {name!r} was modified in place after it was computed; "
+                "choose a layer whose output is not overwritten (e.g. the block, not its norm)"
+            )
+        return feats
+
+    def pooled_linear(self, name: str, logits: Tensor) -> bool:
+        """True if ``logits == head_weight @ mean_hw(features[name]) + b`` (analytic gradient).
+
+        Checks that the classifier's output is the logits and that its input is the spatial
+        mean of the layer (so no dropout, max pooling or norm sits between them). One sync.
+        """
+        feats = self.features.get(name)
+        x = self.head_input
+        if feats is None or x is None or self.head_output is not logits or feats.ndim != 4:
+            return False
+        if x.shape != feats.shape[:2]:
+            return False
+        pooled = feats.detach().float().mean(dim=(-2, -1))
+        return bool(torch.allclose(x.detach().float(), pooled, rtol=1e-3, atol=1e-5))
+
+
+@contextmanager
+def capture_features(model: nn.Module, names: Sequence[str]) -> Iterator[FeatureCapture]:
+    """Record the outputs of ``names`` (and the linear classifier's input) during a forward.
+
+    A recorded output that does not require grad (frozen model, no-grad input) is replaced by
+    a detached copy that does, so class gradients can always be taken with respect to it.
+    All hooks are removed on exit, also when the forward raises.
+    """
+    core = unwrap_model(model)
+    capture = FeatureCapture()
+    handles = []
+
+    def record(name: str):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
+            if not isinstance(output, Tensor):
+                raise TypeError(
+                    f"layer {name!r} returns {type(output).__name__}, not a tensor; "
+                    "pick a module whose output is a feature map"
+                )
+            replaced = None
+            if not output.requires_grad and torch.is_grad_enabled():
+                replaced = output = output.detach().requires_grad_()
+            capture.features[name] = output
+            capture.versions[name] = output._version
+            return replaced
+
+        return hook
+
+    try:
+        for name in dict.fromkeys(names):
+            handles.append(get_submodule(core, name).register_forward_hook(record(name)))
+        get_classifier = getattr(core, "get_classifier", None)
+        head = get_classifier() if callable(get_classifier) else None
+        if isinstance(head, nn.Linear):
+
+            def record_head(module: nn.Module, args: tuple, output: Tensor) -> None:
+                capture.head_input = args[0] if args else None
+                capture.head_output = output
+                capture.head_weight = module.weight
+
+            handles.append(head.register_forward_hook(record_head))
+        yield capture
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def class_cotangents(targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """Turn user targets into ``K x B x C`` weights on the logits (one row per map).
+
+    ``(B,)`` indices -> ``1 x B x C`` one-hot; ``(B, K)`` indices -> ``K x B x C``;
+    ``(B, C)`` float/bool multi-hot -> ``1 x B x C`` (the map of the summed present scores).
+    """
+    if targets.dtype == torch.bool or targets.is_floating_point():
+        if targets.ndim != 2 or targets.shape[1] != num_classes:
+            raise ValueError(
+                f"multi-hot targets must have shape (B, {num_classes}), got {tuple(targets.shape)}"
+            )
+        return targets.to(dtype).unsqueeze(0)
+    if targets.ndim not in (1, 2):
+        raise ValueError(
+            "targets must be (B,) class indices, (B, K) indices or a (B, C) multi-hot float "
+            f"tensor, got shape {tuple(targets.shape)}"
+        )
+    if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(
+            f"target class indices must lie in [0, {num_classes - 1}], got "
+            f"min {int(targets.min())}, max {int(targets.max())}"
+        )
+    index = targets.reshape(targets.shape[0], -1).t()  # K x B
+    onehot = torch.zeros(*index.shape, num_classes, dtype=dtype, device=targets.device)
+    return onehot.scatter_(-1, index.unsqueeze(-1), 1.0)
+
+
+def class_gradients(
+    logits: Tensor,
+    capture: FeatureCapture,
+    names: Sequence[str],
+    cotangents: Tensor,
+    *,
+    create_graph: bool,
+    analytic: Sequence[str] = (),
+) -> list[Tensor]:
+    """``K x B x D x H x W`` gradients of ``sum_c V[k, b, c] Y[b, c]`` w.r.t. each named layer.
+
+    Layers listed in ``analytic`` (checked pooled-linear by the caller) get the exact
+    ``V @ W / (H*W)`` as ``K x B x D x 1 x 1`` instead; the others share one batched VJP. With
+    ``create_graph`` the result is differentiable (the double backward of the exact mode).
+    """
+    out: dict[str, Tensor] = {}
+    for name in analytic:
+        feats = capture[name]
+        weight = capture.head_weight
+        if not create_graph:
+            weight = weight.detach()
+        grads = torch.matmul(cotangents.to(weight.dtype), weight) / (
+            feats.shape[-2] * feats.shape[-1]
+        )
+        out[name] = grads[..., None, None].to(feats.dtype)
+    rest = [name for name in names if name not in out]
+    if rest:
+        inputs = [capture[name] for name in rest]
+        batched = cotangents.shape[0] > 1
+        grads = torch.autograd.grad(
+            logits,
+            inputs,
+            grad_outputs=cotangents.to(logits.dtype) if batched else cotangents[0].to(logits.dtype),
+            retain_graph=True,
+            create_graph=create_graph,
+            is_grads_batched=batched,
+            allow_unused=True,
+        )
+        for name, feats, grad in zip(rest, inputs, grads, strict=True):
+            if grad is None:
+                raise RuntimeError(f"the logits do not depend on layer {name!r}")
+            out[name] = grad if batched else grad.unsqueeze(0)
+    return [out[name] for name in names]

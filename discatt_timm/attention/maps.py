@@ -1,0 +1,96 @@
+"""``attention_maps``: class attention maps of any timm CNN for users (viewing, metrics)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..layers import resolve_layers
+from .base import AttentionMethod, create_attention
+from .features import capture_features, class_cotangents, class_gradients, unwrap_model
+
+__all__ = ["attention_maps", "minmax_scale", "resize_maps"]
+
+
+def resolve_layer_name(model: nn.Module, layer: str) -> str:
+    """``'last'``/``'inner'`` through the layer registry; any other string is a module name."""
+    core = unwrap_model(model)
+    if layer == "last":
+        return resolve_layers(core).last
+    if layer == "inner":
+        return resolve_layers(core).inner
+    return resolve_layers(core, inner=layer, last=layer).last
+
+
+def minmax_scale(maps: Tensor, eps: float = 1e-7) -> Tensor:
+    """Scale each ``H x W`` map of ``... x H x W`` to [0, 1] (min to 0, max to 1)."""
+    flat = maps.flatten(-2)
+    low = flat.amin(dim=-1, keepdim=True)
+    high = flat.amax(dim=-1, keepdim=True)
+    return ((flat - low) / (high - low + eps)).view_as(maps)
+
+
+def resize_maps(maps: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """Bilinear resize of ``... x H x W`` maps to ``size`` (as ``cv2.resize`` INTER_LINEAR)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    lead = maps.shape[:-2]
+    out = F.interpolate(maps.reshape(-1, 1, *maps.shape[-2:]), size=size, mode="bilinear")
+    return out.reshape(*lead, *size)
+
+
+def attention_maps(
+    model: nn.Module,
+    x: Tensor,
+    targets: Tensor,
+    *,
+    method: str | AttentionMethod = "pixel",
+    layer: str = "last",
+    size: int | tuple[int, int] | None = None,
+) -> Tensor:
+    """Class attention maps of ``model`` for input ``x`` (``B x C x H x W``).
+
+    Args:
+        model: a timm CNN (or any module with a named feature layer and logits output).
+        x: input batch on the model's device.
+        targets: ``(B,)`` class indices -> ``B x h x w``; ``(B, K)`` indices -> ``B x K x h x w``
+            (all K from one forward and one batched backward); ``(B, C)`` multi-hot float ->
+            ``B x h x w``, the map of the summed scores of the present classes.
+        method: ``'pixel'`` (A_px), ``'channel'`` (A_ch), ``'gradcam'``, ``'gradcampp'``.
+        layer: ``'last'``, ``'inner'`` (from the layer registry) or a module name.
+        size: if given, maps are resized (bilinear) to it and min-max scaled per map to [0, 1],
+            as Grad-CAM tools show them; else the raw, non-negative maps at the layer's
+            resolution ``h x w``.
+
+    Returns:
+        Detached maps on the model's device. The model's mode, its ``requires_grad`` flags and
+        its parameters' ``.grad`` are left as found; no hook outlives the call.
+    """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("attention_maps needs autograd: call it outside torch.inference_mode()")
+    if x.ndim != 4:
+        raise ValueError(f"x must be a B x C x H x W batch, got shape {tuple(x.shape)}")
+    if targets.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"targets has {targets.shape[0]} rows but x has a batch of {x.shape[0]}; "
+            "give one target row per image"
+        )
+    attention = create_attention(method)
+    name = resolve_layer_name(model, layer)
+    with torch.enable_grad(), capture_features(model, [name]) as capture:
+        logits = model(x)
+    if not isinstance(logits, Tensor) or logits.ndim != 2:
+        raise ValueError("the model must return B x num_classes logits")
+    cotangents = class_cotangents(targets.to(logits.device), logits.shape[1], logits.dtype)
+    analytic = [name] if capture.pooled_linear(name, logits) else []
+    with torch.enable_grad():
+        (grads,) = class_gradients(
+            logits, capture, [name], cotangents, create_graph=False, analytic=analytic
+        )
+    feats = capture[name].detach()
+    maps = attention(feats, grads.detach()).float()  # K x B x h x w
+    if size is not None:
+        maps = minmax_scale(resize_maps(maps, size))
+    maps = maps.transpose(0, 1)  # B x K x h x w
+    keep_k = targets.ndim == 2 and not (targets.is_floating_point() or targets.dtype == torch.bool)
+    return maps if keep_k else maps.squeeze(1)

@@ -1,0 +1,71 @@
+"""Validated settings. Frozen dataclasses whose errors name the field and what is accepted.
+
+Imports nothing from this package, so every other module can depend on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["AttentionLossConfig"]
+
+GRAD_MODES = ("exact", "detached")
+NORMALIZATIONS = ("max", "sum", "none")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class AttentionLossConfig:
+    """Settings of the discriminative attention loss (METHOD.md; defaults are the paper's).
+
+    Attributes:
+        method: attention map, one of the registered names (``pixel`` = A_px, ``channel`` = A_ch,
+            ``gradcam``, ``gradcampp``); checked against the registry by the loss.
+        multilabel: targets are ``B x C`` multi-hot; classification loss is multi-label soft margin.
+        weights: ``(l_i, l_l, l_ac)``: weights of sIoU_inner, sIoU_last and L_ac in Eq. 9.
+        grad_mode: ``exact`` (double backward through the class gradients) or ``detached``
+            (class gradients treated as constants: cheaper, an approximation).
+        normalize: per-sample map normalisation before mask and losses: ``max`` (A / max A),
+            ``sum`` (A / sum A) or ``none``.
+        sigma: mask threshold as a fraction of the max of the last-layer target map (Eq. 7).
+        omega: mask sharpness (Eq. 7).
+        alpha: the constant of the consistency loss (Eq. 8).
+        detach_mask: stop gradients through the mask (Eq. 7).
+        eps: added to every denominator.
+    """
+
+    method: str = "pixel"
+    multilabel: bool = False
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    grad_mode: str = "exact"
+    normalize: str = "max"
+    sigma: float = 0.55
+    omega: float = 100.0
+    alpha: float = 1.0
+    detach_mask: bool = True
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        weights = tuple(float(w) for w in self.weights)
+        _require(
+            len(weights) == 3 and all(math.isfinite(w) and w >= 0 for w in weights),
+            f"weights must be three finite non-negative numbers (l_i, l_l, l_ac), got {self.weights}",
+        )
+        object.__setattr__(self, "weights", weights)
+        _require(
+            self.grad_mode in GRAD_MODES,
+            f"grad_mode must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}",
+        )
+        _require(
+            self.normalize in NORMALIZATIONS,
+            f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}",
+        )
+        _require(0.0 < self.sigma <= 1.0, f"sigma must lie in (0, 1], got {self.sigma}")
+        _require(self.omega > 0, f"omega must be > 0, got {self.omega}")
+        _require(math.isfinite(self.alpha), f"alpha must be finite, got {self.alpha}")
+        _require(self.eps > 0, f"eps must be > 0, got {self.eps}")

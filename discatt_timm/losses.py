@@ -1,0 +1,215 @@
+"""The discriminative attention losses (paper Eq. 6-9, as fixed by METHOD.md).
+
+Pure tensor functions first (``normalize_maps``, ``attention_mask``, ``soft_iou``,
+``consistency_loss``: maps ``B x H x W`` in, per-sample ``B`` values out, NaN-free for all-zero
+maps), then ``DiscriminativeAttentionLoss``, which runs one forward of a model, builds the target
+and confusing-class maps at the inner and last layers and returns the total loss of Eq. 9.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import capture_features, class_gradients, create_attention, unwrap_model
+from .config import AttentionLossConfig
+from .layers import LayerPair, resolve_layers
+
+__all__ = [
+    "AttentionLossOutput",
+    "DiscriminativeAttentionLoss",
+    "attention_mask",
+    "consistency_loss",
+    "normalize_maps",
+    "soft_iou",
+]
+
+
+def normalize_maps(maps: Tensor, mode: str = "max", eps: float = 1e-8) -> Tensor:
+    """Divide each ``H x W`` map of ``... x H x W`` by its max (or sum) plus ``eps`` ("1/Z")."""
+    if mode == "none":
+        return maps
+    if mode == "max":
+        scale = maps.amax(dim=(-2, -1), keepdim=True)
+    elif mode == "sum":
+        scale = maps.sum(dim=(-2, -1), keepdim=True)
+    else:
+        raise ValueError(f"normalize must be one of max, sum, none, got {mode!r}")
+    return maps / (scale + eps)
+
+
+def attention_mask(last_target: Tensor, *, sigma: float = 0.55, omega: float = 100.0) -> Tensor:
+    """Soft target-region mask of Eq. 7: ``sigmoid(omega * (A - sigma * max A))``, ``B x H x W``."""
+    threshold = sigma * last_target.amax(dim=(-2, -1), keepdim=True)
+    return torch.sigmoid(omega * (last_target - threshold))
+
+
+def soft_iou(
+    target: Tensor, confusing: Tensor, mask: Tensor | None = None, *, eps: float = 1e-8
+) -> Tensor:
+    """Soft IoU of Eq. 6 per sample: ``2 sum(min(A_T, A_C) M) / (sum(A_T + A_C) + eps)``.
+
+    Args:
+        target, confusing: non-negative maps ``B x H x W``.
+        mask: ``B x H x W`` weights in [0, 1]; all ones when None.
+
+    Returns:
+        ``B`` values in [0, 1]; 0 for two all-zero maps.
+    """
+    overlap = torch.minimum(target, confusing)
+    if mask is not None:
+        overlap = overlap * mask
+    union = (target + confusing).sum(dim=(-2, -1))
+    return 2 * overlap.sum(dim=(-2, -1)) / (union + eps)
+
+
+def consistency_loss(
+    inner_target: Tensor, mask: Tensor, *, alpha: float = 1.0, eps: float = 1e-8
+) -> Tensor:
+    """Cross-layer consistency of Eq. 8 per sample: ``alpha - sum(A_in M) / (sum(A_in) + eps)``.
+
+    ``inner_target`` and ``mask`` are ``B x H x W`` at the inner layer's resolution. An all-zero
+    inner map gives ``alpha`` (a constant: no gradient, no NaN).
+    """
+    inside = (inner_target * mask).sum(dim=(-2, -1))
+    return alpha - inside / (inner_target.sum(dim=(-2, -1)) + eps)
+
+
+class AttentionLossOutput(NamedTuple):
+    """Result of ``DiscriminativeAttentionLoss``: the total and its parts (batch means)."""
+
+    loss: Tensor  # Eq. 9, ready for .backward()
+    logits: Tensor  # B x C, from the single forward
+    cls: Tensor  # cross-entropy or multi-label soft margin
+    siou_inner: Tensor
+    siou_last: Tensor
+    consistency: Tensor
+
+
+class DiscriminativeAttentionLoss:
+    """Classification loss plus attention separability and consistency (Eq. 9).
+
+    ``loss = L_cls + l_i sIoU_inner + l_l sIoU_last + l_ac L_ac``, from ONE forward: the target
+    class ``T`` (the label, or the sum of present classes when multi-label) and the confusing
+    class (highest-scoring other/absent class, from detached logits) are mapped at the inner and
+    last layers. In ``exact`` mode the class gradients keep their graph, so ``loss.backward()``
+    runs the double backward; the last layer's gradient is analytic (``W_c / HW``) when the head
+    is global average pooling + linear, and both classes share one batched VJP at the inner layer.
+
+    BatchNorm in train mode couples samples: like every public implementation, the class
+    gradient is that of the batch sum ``sum_b Y[b, c_b]``, which differs from the per-sample
+    gradient through BatchNorm's batch statistics (it is exact in eval mode).
+
+    Args:
+        model: a timm CNN, possibly wrapped (DDP, ``torch.compile``); called for the forward.
+        method: attention map name (``pixel``, ``channel``, ``gradcam``, ``gradcampp``).
+        multilabel: targets are ``B x C`` multi-hot; samples with no present or no absent class
+            contribute no attention loss.
+        weights: ``(l_i, l_l, l_ac)``.
+        grad_mode: ``exact`` or ``detached`` (class gradients as constants; an approximation).
+        layers: a ``LayerPair`` or ``(inner, last)`` module names; default from the registry.
+        **options: the other fields of ``AttentionLossConfig`` (``normalize``, ``sigma``,
+            ``omega``, ``alpha``, ``detach_mask``, ``eps``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: str = "pixel",
+        multilabel: bool = False,
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        grad_mode: str = "exact",
+        layers: LayerPair | tuple[str, str] | None = None,
+        **options: object,
+    ) -> None:
+        self.config = AttentionLossConfig(
+            method=method, multilabel=multilabel, weights=weights, grad_mode=grad_mode, **options
+        )
+        self.model = model
+        self.attention = create_attention(method)
+        inner, last = layers if layers is not None else (None, None)
+        self.layers = resolve_layers(unwrap_model(model), inner=inner, last=last)
+        self._pooled_linear: dict[bool, bool] = {}  # by train mode, checked once each
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config}, layers={self.layers})"
+
+    def _check_targets(self, targets: Tensor, logits: Tensor) -> None:
+        batch, num_classes = logits.shape
+        if self.config.multilabel:
+            if targets.shape != (batch, num_classes):
+                raise ValueError(
+                    f"multilabel targets must be multi-hot of shape ({batch}, {num_classes}), "
+                    f"got {tuple(targets.shape)}"
+                )
+        elif targets.shape != (batch,) or targets.is_floating_point():
+            raise ValueError(
+                f"targets must be ({batch},) integer class indices, got shape "
+                f"{tuple(targets.shape)} and dtype {targets.dtype} (multilabel=True for multi-hot)"
+            )
+
+    def __call__(self, x: Tensor, targets: Tensor) -> AttentionLossOutput:
+        cfg = self.config
+        inner, last = self.layers.inner, self.layers.last
+        with capture_features(self.model, [inner, last]) as capture:
+            logits = self.model(x)
+        self._check_targets(targets, logits)
+        scores = logits.detach()
+
+        if cfg.multilabel:
+            present = targets > 0.5
+            valid = present.any(dim=1) & ~present.all(dim=1)
+            target_row = present.to(logits.dtype)
+            confusing = scores.masked_fill(present, float("-inf")).argmax(dim=1)
+            cls = F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))
+        else:
+            valid = None
+            target_row = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+            confusing = scores.scatter(1, targets[:, None], float("-inf")).argmax(dim=1)
+            cls = F.cross_entropy(logits, targets)
+        confusing_row = F.one_hot(confusing, logits.shape[1]).to(logits.dtype)
+        cotangents = torch.stack([target_row, confusing_row])  # 2 x B x C
+
+        training = unwrap_model(self.model).training
+        if training not in self._pooled_linear:
+            self._pooled_linear[training] = capture.pooled_linear(last, logits)
+        analytic = [last] if self._pooled_linear[training] else []
+        grad_inner, grad_last = class_gradients(
+            logits,
+            capture,
+            [inner, last],
+            cotangents,
+            create_graph=cfg.grad_mode == "exact",
+            analytic=analytic,
+        )
+        # 2 x B x h x w maps (target, confusing), losses computed in float32 (autocast-safe).
+        maps_inner = self.attention(capture[inner], grad_inner).float()
+        maps_last = self.attention(capture[last], grad_last).float()
+        maps_inner = normalize_maps(maps_inner, cfg.normalize, cfg.eps)
+        maps_last = normalize_maps(maps_last, cfg.normalize, cfg.eps)
+
+        mask = attention_mask(maps_last[0], sigma=cfg.sigma, omega=cfg.omega)
+        if cfg.detach_mask:
+            mask = mask.detach()
+        mask_inner = F.interpolate(mask[:, None], size=maps_inner.shape[-2:], mode="bilinear")[:, 0]
+
+        siou_last = soft_iou(maps_last[0], maps_last[1], mask, eps=cfg.eps)
+        siou_inner = soft_iou(maps_inner[0], maps_inner[1], mask_inner, eps=cfg.eps)
+        consistency = consistency_loss(maps_inner[0], mask_inner, alpha=cfg.alpha, eps=cfg.eps)
+
+        if valid is None:
+            siou_inner, siou_last, consistency = (
+                v.mean() for v in (siou_inner, siou_last, consistency)
+            )
+        else:
+            weight = valid.float()
+            count = weight.sum().clamp_min(1.0)
+            siou_inner, siou_last, consistency = (
+                (v * weight).sum() / count for v in (siou_inner, siou_last, consistency)
+            )
+        l_i, l_l, l_ac = cfg.weights
+        loss = cls + l_i * siou_inner + l_l * siou_last + l_ac * consistency
+        return AttentionLossOutput(loss, logits, cls, siou_inner, siou_last, consistency)
