@@ -54,7 +54,8 @@ class AttentionLossConfig:
         weights = tuple(float(w) for w in self.weights)
         _require(
             len(weights) == 3 and all(math.isfinite(w) and w >= 0 for w in weights),
-            f"weights must be three finite non-negative numbers (l_i, l_l, l_ac), got {self.weights}",
+            "weights must be three finite non-negative numbers (l_i, l_l, l_ac), "
+            f"got {self.weights}",
         )
         object.__setattr__(self, "weights", weights)
         _require(

@@ -78,6 +78,10 @@ def consistency_loss(
     return alpha - inside / (inner_target.sum(dim=(-2, -1)) + eps)
 
 
+def _at_least_float32(x: Tensor) -> Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 class AttentionLossOutput(NamedTuple):
     """Result of ``DiscriminativeAttentionLoss``: the total and its parts (batch means)."""
 
@@ -185,9 +189,9 @@ class DiscriminativeAttentionLoss:
             create_graph=cfg.grad_mode == "exact",
             analytic=analytic,
         )
-        # 2 x B x h x w maps (target, confusing), losses computed in float32 (autocast-safe).
-        maps_inner = self.attention(capture[inner], grad_inner).float()
-        maps_last = self.attention(capture[last], grad_last).float()
+        # 2 x B x h x w maps (target, confusing); losses in float32 at least (autocast-safe).
+        maps_inner = _at_least_float32(self.attention(capture[inner], grad_inner))
+        maps_last = _at_least_float32(self.attention(capture[last], grad_last))
         maps_inner = normalize_maps(maps_inner, cfg.normalize, cfg.eps)
         maps_last = normalize_maps(maps_last, cfg.normalize, cfg.eps)
 

@@ -187,7 +187,7 @@ def class_gradients(
             is_grads_batched=batched,
             allow_unused=True,
         )
-        for name, feats, grad in zip(rest, inputs, grads, strict=True):
+        for name, grad in zip(rest, grads, strict=True):
             if grad is None:
                 raise RuntimeError(f"the logits do not depend on layer {name!r}")
             out[name] = grad if batched else grad.unsqueeze(0)

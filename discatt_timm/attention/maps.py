@@ -23,12 +23,16 @@ def resolve_layer_name(model: nn.Module, layer: str) -> str:
     return resolve_layers(core, inner=layer, last=layer).last
 
 
-def minmax_scale(maps: Tensor, eps: float = 1e-7) -> Tensor:
-    """Scale each ``H x W`` map of ``... x H x W`` to [0, 1] (min to 0, max to 1)."""
+def minmax_scale(maps: Tensor) -> Tensor:
+    """Scale each ``H x W`` map of ``... x H x W`` to [0, 1]; a constant map becomes zeros.
+
+    Exact at any scale (no additive eps), so maps of tiny magnitude still reach 1.
+    """
     flat = maps.flatten(-2)
     low = flat.amin(dim=-1, keepdim=True)
-    high = flat.amax(dim=-1, keepdim=True)
-    return ((flat - low) / (high - low + eps)).view_as(maps)
+    span = flat.amax(dim=-1, keepdim=True) - low
+    scaled = (flat - low) / torch.where(span > 0, span, torch.ones_like(span))
+    return scaled.view_as(maps)
 
 
 def resize_maps(maps: Tensor, size: int | tuple[int, int]) -> Tensor:
@@ -88,7 +92,8 @@ def attention_maps(
             logits, capture, [name], cotangents, create_graph=False, analytic=analytic
         )
     feats = capture[name].detach()
-    maps = attention(feats, grads.detach()).float()  # K x B x h x w
+    maps = attention(feats, grads.detach())  # K x B x h x w
+    maps = maps.to(torch.promote_types(maps.dtype, torch.float32))
     if size is not None:
         maps = minmax_scale(resize_maps(maps, size))
     maps = maps.transpose(0, 1)  # B x K x h x w

@@ -1,0 +1,350 @@
+"""Layer registry: which two feature maps of a backbone carry the attention supervision.
+
+Every supervised model needs two module names (as in ``model.named_modules()``):
+
+* ``inner``: the output of the last block of the penultimate stage (stride 16 for an ImageNet CNN);
+* ``last``: the output of the final stage, i.e. the map that global pooling sees (stride 32).
+
+:func:`resolve_layers` finds them, in this order of precedence:
+
+1. explicit ``inner=`` / ``last=`` arguments (each one independently);
+2. user registrations made with :func:`register_layers`, most recent first;
+3. the built-in entries below;
+4. a generic fallback for any other timm model with ``feature_info``: ``last`` is the module of
+   the last ``feature_info`` entry, ``inner`` the module of the last entry whose reduction is
+   smaller than that one.
+
+Built-in entries (architecture names are timm's):
+
+===========================  ==========================================  ========================
+family                       inner                                       last
+===========================  ==========================================  ========================
+ResNet (``ResNet`` class:    ``layer3``                                  ``layer4``
+resnet*, resnext*,
+seresnet*, wide_resnet*,
+resnet*d, ...)
+ConvNeXt                     ``stages.2``                                ``stages.3``
+EfficientNet (incl. mixnet,  ``feature_info`` module with reduction 16   ``bn2`` (conv_head ->
+mnasnet, tf_*, ...)          (``blocks.4`` for efficientnet_b0)          bn2 + act)
+MobileNetV3 (incl. lcnet,    ``feature_info`` module with reduction 16   last ``blocks.N`` (its
+mobilenetv4, fbnetv3)                                                    ``conv_head`` runs after
+                                                                         pooling)
+GhostNet                     last block before the stride-32 blocks      last ``blocks.N``
+RegNet                       ``s3``                                      ``s4``
+VGG                          activation before the second-last MaxPool   activation before the
+                                                                         last MaxPool
+DenseNet                     ``features.denseblock3``                    ``features.norm5``
+``cifar_resnet*``            ``layer2``                                  ``layer3``
+===========================  ==========================================  ========================
+
+GhostNet is listed because its ``feature_info`` stops early (``blocks.5`` / ``blocks.7``), so the
+fallback would miss the final 960-channel conv that global pooling sees.
+
+Resolution relation: for all built-in families and the fallback, the inner map has twice the
+height and width of the last map (stride 16 vs 32; 2 vs 4 for ``cifar_resnet*``). Documented
+exceptions:
+
+* dilated models (``timm.create_model(..., output_stride=16 or 8)``): both maps share one
+  resolution;
+* inputs whose side is not a multiple of 32: the ratio is rounded by the strided convolutions
+  (e.g. 7 vs 4 for 200 px).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from timm.models.convnext import ConvNeXt
+from timm.models.densenet import DenseNet
+from timm.models.efficientnet import EfficientNet
+from timm.models.ghostnet import GhostNet
+from timm.models.mobilenetv3 import MobileNetV3
+from timm.models.regnet import RegNet
+from timm.models.resnet import ResNet
+from timm.models.vgg import VGG
+from torch import nn
+
+__all__ = [
+    "LayerPair",
+    "get_submodule",
+    "list_layer_families",
+    "register_layers",
+    "resolve_layers",
+]
+
+NameSpec = str | Callable[[nn.Module], str]
+Key = str | type[nn.Module]
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """Module names (as in ``model.named_modules()``) of the two supervised layers."""
+
+    inner: str
+    last: str
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key: Key
+    inner: NameSpec
+    last: NameSpec
+    builtin: bool
+
+    def matches(self, model: nn.Module, arch: str) -> bool:
+        if isinstance(self.key, str):
+            return fnmatch.fnmatchcase(arch, self.key)
+        return isinstance(model, self.key)
+
+
+# Lookup order: user entries (most recent first), then built-ins.
+_REGISTRY: list[_Entry] = []
+
+
+def _key_str(key: Key) -> str:
+    if isinstance(key, str):
+        return key
+    return f"{key.__module__}.{key.__qualname__}"
+
+
+def _check_spec(spec: Any, role: str) -> None:
+    if isinstance(spec, str):
+        if not spec:
+            raise ValueError(f"{role} must be a non-empty module name")
+    elif not callable(spec):
+        raise TypeError(f"{role} must be a module name or a callable(model) -> str, got {spec!r}")
+
+
+def register_layers(
+    pattern_or_class: str | type[nn.Module],
+    *,
+    inner: str | Callable[[nn.Module], str],
+    last: str | Callable[[nn.Module], str],
+    override: bool = False,
+) -> None:
+    """Register the (inner, last) layer names for a model family.
+
+    ``pattern_or_class`` is an fnmatch pattern on the timm architecture name (e.g.
+    ``"resnet1*"``) or an ``nn.Module`` subclass (matched with ``isinstance``). ``inner`` and
+    ``last`` are module names or callables ``model -> name``. User entries take precedence over
+    built-ins, the most recent first. Registering an already registered pattern/class raises
+    ``ValueError`` unless ``override=True``, which replaces the existing entry.
+    """
+    if isinstance(pattern_or_class, str):
+        if not pattern_or_class:
+            raise ValueError("pattern must be a non-empty string")
+    elif not (isinstance(pattern_or_class, type) and issubclass(pattern_or_class, nn.Module)):
+        raise TypeError(
+            f"expected an fnmatch pattern or an nn.Module subclass, got {pattern_or_class!r}"
+        )
+    _check_spec(inner, "inner")
+    _check_spec(last, "last")
+    existing = [e for e in _REGISTRY if e.key == pattern_or_class]
+    if existing and not override:
+        raise ValueError(
+            f"layers for {_key_str(pattern_or_class)!r} are already registered; "
+            "pass override=True to replace them"
+        )
+    for entry in existing:
+        _REGISTRY.remove(entry)
+    _REGISTRY.insert(0, _Entry(pattern_or_class, inner, last, builtin=False))
+
+
+def _register_builtin(key: Key, inner: NameSpec, last: NameSpec) -> None:
+    _REGISTRY.append(_Entry(key, inner, last, builtin=True))
+
+
+def list_layer_families() -> list[str]:
+    """Registered patterns and classes (``module.QualName``), in lookup order."""
+    return [_key_str(e.key) for e in _REGISTRY]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _arch_name(model: nn.Module) -> str:
+    for attr in ("pretrained_cfg", "default_cfg"):
+        try:
+            cfg = getattr(model, attr, None)
+        except Exception:  # a broken cfg property must not break resolution
+            cfg = None
+        if isinstance(cfg, dict) and cfg.get("architecture"):
+            return str(cfg["architecture"])
+    return type(model).__name__
+
+
+def _feature_info(model: nn.Module) -> list[dict[str, Any]]:
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        return []
+    if hasattr(info, "get_dicts"):  # timm FeatureInfo (features_only wrappers)
+        info = info.get_dicts()
+    try:
+        return [dict(d) for d in info if isinstance(d, dict) and "module" in d]
+    except TypeError:
+        return []
+
+
+def _fallback_pair(info: list[dict[str, Any]]) -> tuple[str, str] | None:
+    if not info:
+        return None
+    last = info[-1]
+    smaller = [d for d in info if d.get("reduction", 0) < last.get("reduction", 0)]
+    if not smaller:
+        return None
+    return str(smaller[-1]["module"]), str(last["module"])
+
+
+def _candidates(model: nn.Module) -> list[str]:
+    names = [str(d["module"]) for d in _feature_info(model)]
+    names += [n for n, _ in model.named_children()]
+    return list(dict.fromkeys(names))
+
+
+def _describe(model: nn.Module) -> str:
+    arch, cls = _arch_name(model), type(model).__name__
+    return arch if arch == cls else f"{arch} ({cls})"
+
+
+def _check_name(model: nn.Module, modules: dict[str, nn.Module], name: Any, role: str) -> str:
+    if isinstance(name, str) and name and name in modules:
+        return name
+    close = (
+        difflib.get_close_matches(name, [n for n in modules if n], n=5)
+        if isinstance(name, str)
+        else []
+    )
+    msg = (
+        f"{role} layer {name!r} is not a submodule of {_describe(model)}; "
+        f"close matches: {close}; candidates: {_candidates(model)}"
+    )
+    raise ValueError(" ".join(msg.split()))
+
+
+def get_submodule(model: nn.Module, name: str) -> nn.Module:
+    """Return ``model``'s submodule called ``name``; ``ValueError`` with candidates if absent."""
+    modules = dict(model.named_modules())
+    return modules[_check_name(model, modules, name, "requested")]
+
+
+def _call_spec(spec: NameSpec, model: nn.Module, entry: _Entry, role: str) -> Any:
+    if isinstance(spec, str):
+        return spec
+    try:
+        return spec(model)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
+        msg = (
+            f"the {role} layer rule registered for {_key_str(entry.key)!r} failed on "
+            f"{_describe(model)}: {err}; pass {role}= explicitly"
+        )
+        raise ValueError(" ".join(msg.split())) from err
+
+
+def resolve_layers(
+    model: nn.Module, inner: str | None = None, last: str | None = None
+) -> LayerPair:
+    """Return the ``LayerPair`` to supervise for ``model``.
+
+    Explicit ``inner`` / ``last`` win over the registry; the rest comes from the first matching
+    registry entry or from the ``feature_info`` fallback. Every name is checked against
+    ``model.named_modules()``; a bad one raises a one-line ``ValueError`` listing candidates.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    modules = dict(model.named_modules())
+    if inner is None or last is None:
+        arch = _arch_name(model)
+        entry = next((e for e in _REGISTRY if e.matches(model, arch)), None)
+        if entry is not None:
+            found = (
+                _call_spec(entry.inner, model, entry, "inner") if inner is None else inner,
+                _call_spec(entry.last, model, entry, "last") if last is None else last,
+            )
+        else:
+            found = _fallback_pair(_feature_info(model))
+            if found is None:
+                msg = (
+                    f"no attention layers known for {_describe(model)}: it matches no "
+                    f"registered family and has no usable feature_info; pass inner= and last= "
+                    f"or call register_layers(); candidates: {_candidates(model)}"
+                )
+                raise ValueError(" ".join(msg.split()))
+        inner = found[0] if inner is None else inner
+        last = found[1] if last is None else last
+    return LayerPair(
+        inner=_check_name(model, modules, inner, "inner"),
+        last=_check_name(model, modules, last, "last"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# built-in rules
+
+
+def _fi_module(reduction: int) -> Callable[[nn.Module], str]:
+    """Module of the last ``feature_info`` entry with ``reduction``, else the generic inner."""
+
+    def rule(model: nn.Module) -> str:
+        info = _feature_info(model)
+        hits = [d for d in info if d.get("reduction") == reduction]
+        if hits:
+            return str(hits[-1]["module"])
+        pair = _fallback_pair(info)
+        if pair is None:
+            raise ValueError(f"feature_info has no entry with reduction {reduction}")
+        return pair[0]
+
+    return rule
+
+
+def _last_block(model: nn.Module) -> str:
+    return f"blocks.{len(model.blocks) - 1}"
+
+
+def _block_stride(block: nn.Module) -> int:
+    strides = [1]
+    for m in block.modules():
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+            s = m.stride
+            strides.append(int(s[0] if isinstance(s, tuple) else s))
+    return max(strides)
+
+
+def _ghostnet_inner(model: nn.Module) -> str:
+    """Last block whose cumulative stride is below that of the final block."""
+    total, reductions = 1, []
+    for block in model.blocks:
+        total *= _block_stride(block)
+        reductions.append(total)
+    idx = [i for i, r in enumerate(reductions) if r < reductions[-1]]
+    if not idx:
+        raise ValueError("no block with a smaller stride than the final block")
+    return f"blocks.{idx[-1]}"
+
+
+def _vgg_rule(which: int) -> Callable[[nn.Module], str]:
+    """Activation right before the ``which``-th MaxPool from the end of ``features``."""
+
+    def rule(model: nn.Module) -> str:
+        pools = [i for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)]
+        if len(pools) < 2 or pools[-2] == 0:
+            raise ValueError("features has fewer than two MaxPool2d layers")
+        return f"features.{pools[which] - 1}"
+
+    return rule
+
+
+_register_builtin(ResNet, "layer3", "layer4")
+_register_builtin(ConvNeXt, "stages.2", "stages.3")
+_register_builtin(EfficientNet, _fi_module(16), "bn2")
+_register_builtin(MobileNetV3, _fi_module(16), _last_block)
+_register_builtin(GhostNet, _ghostnet_inner, _last_block)
+_register_builtin(RegNet, "s3", "s4")
+_register_builtin(VGG, _vgg_rule(-2), _vgg_rule(-1))
+_register_builtin(DenseNet, "features.denseblock3", "features.norm5")
+_register_builtin("cifar_resnet*", "layer2", "layer3")
