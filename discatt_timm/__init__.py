@@ -10,6 +10,7 @@ from .attention import AttentionMethod, attention_maps, create_attention, list_a
 from .layers import LayerPair, register_layers, resolve_layers
 from .losses import (
     AttentionLossOutput,
+    AttentionTerms,
     DiscriminativeAttentionLoss,
     attention_mask,
     consistency_loss,
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttentionLossOutput",
+    "AttentionTerms",
     "AttentionMethod",
     "DiscriminativeAttentionLoss",
     "LayerPair",

@@ -20,6 +20,7 @@ from .layers import LayerPair, resolve_layers
 
 __all__ = [
     "AttentionLossOutput",
+    "AttentionTerms",
     "DiscriminativeAttentionLoss",
     "attention_mask",
     "consistency_loss",
@@ -80,6 +81,18 @@ def consistency_loss(
 
 def _at_least_float32(x: Tensor) -> Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+class AttentionTerms(NamedTuple):
+    """Per-sample terms of one forward (``B`` each), before the batch reduction of Eq. 9."""
+
+    logits: Tensor  # B x C
+    cls: Tensor  # batch-mean classification loss
+    siou_inner: Tensor  # B
+    siou_last: Tensor  # B
+    consistency: Tensor  # B
+    valid: Tensor  # B bool: has a target and a confusing class
+    confusing: Tensor  # B confusing class index
 
 
 class AttentionLossOutput(NamedTuple):
@@ -155,10 +168,15 @@ class DiscriminativeAttentionLoss:
                 f"{tuple(targets.shape)} and dtype {targets.dtype} (multilabel=True for multi-hot)"
             )
 
-    def __call__(self, x: Tensor, targets: Tensor) -> AttentionLossOutput:
+    def terms(self, x: Tensor, targets: Tensor) -> AttentionTerms:
+        """One forward and the per-sample attention terms (no batch reduction).
+
+        Evaluation and metrics use this with ``grad_mode='detached'`` (same values, no double
+        backward); ``__call__`` reduces it to the training loss.
+        """
         cfg = self.config
         inner, last = self.layers.inner, self.layers.last
-        with capture_features(self.model, [inner, last]) as capture:
+        with torch.enable_grad(), capture_features(self.model, [inner, last]) as capture:
             logits = self.model(x)
         self._check_targets(targets, logits)
         scores = logits.detach()
@@ -170,7 +188,7 @@ class DiscriminativeAttentionLoss:
             confusing = scores.masked_fill(present, float("-inf")).argmax(dim=1)
             cls = F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))
         else:
-            valid = None
+            valid = torch.ones_like(targets, dtype=torch.bool)
             target_row = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
             confusing = scores.scatter(1, targets[:, None], float("-inf")).argmax(dim=1)
             cls = F.cross_entropy(logits, targets)
@@ -181,14 +199,15 @@ class DiscriminativeAttentionLoss:
         if training not in self._pooled_linear:
             self._pooled_linear[training] = capture.pooled_linear(last, logits)
         analytic = [last] if self._pooled_linear[training] else []
-        grad_inner, grad_last = class_gradients(
-            logits,
-            capture,
-            [inner, last],
-            cotangents,
-            create_graph=cfg.grad_mode == "exact",
-            analytic=analytic,
-        )
+        with torch.enable_grad():
+            grad_inner, grad_last = class_gradients(
+                logits,
+                capture,
+                [inner, last],
+                cotangents,
+                create_graph=cfg.grad_mode == "exact",
+                analytic=analytic,
+            )
         # 2 x B x h x w maps (target, confusing); losses in float32 at least (autocast-safe).
         maps_inner = _at_least_float32(self.attention(capture[inner], grad_inner))
         maps_last = _at_least_float32(self.attention(capture[last], grad_last))
@@ -200,20 +219,27 @@ class DiscriminativeAttentionLoss:
             mask = mask.detach()
         mask_inner = F.interpolate(mask[:, None], size=maps_inner.shape[-2:], mode="bilinear")[:, 0]
 
-        siou_last = soft_iou(maps_last[0], maps_last[1], mask, eps=cfg.eps)
-        siou_inner = soft_iou(maps_inner[0], maps_inner[1], mask_inner, eps=cfg.eps)
-        consistency = consistency_loss(maps_inner[0], mask_inner, alpha=cfg.alpha, eps=cfg.eps)
+        return AttentionTerms(
+            logits=logits,
+            cls=cls,
+            siou_inner=soft_iou(maps_inner[0], maps_inner[1], mask_inner, eps=cfg.eps),
+            siou_last=soft_iou(maps_last[0], maps_last[1], mask, eps=cfg.eps),
+            consistency=consistency_loss(maps_inner[0], mask_inner, alpha=cfg.alpha, eps=cfg.eps),
+            valid=valid,
+            confusing=confusing,
+        )
 
-        if valid is None:
-            siou_inner, siou_last, consistency = (
-                v.mean() for v in (siou_inner, siou_last, consistency)
-            )
-        else:
-            weight = valid.float()
-            count = weight.sum().clamp_min(1.0)
-            siou_inner, siou_last, consistency = (
-                (v * weight).sum() / count for v in (siou_inner, siou_last, consistency)
-            )
-        l_i, l_l, l_ac = cfg.weights
-        loss = cls + l_i * siou_inner + l_l * siou_last + l_ac * consistency
-        return AttentionLossOutput(loss, logits, cls, siou_inner, siou_last, consistency)
+    def __call__(self, x: Tensor, targets: Tensor) -> AttentionLossOutput:
+        terms = self.terms(x, targets)
+        # Samples without a target/confusing pair (multi-label edge cases) contribute nothing.
+        weight = terms.valid.to(terms.siou_last.dtype)
+        count = weight.sum().clamp_min(1.0)
+        siou_inner, siou_last, consistency = (
+            (v * weight).sum() / count
+            for v in (terms.siou_inner, terms.siou_last, terms.consistency)
+        )
+        l_i, l_l, l_ac = self.config.weights
+        loss = terms.cls + l_i * siou_inner + l_l * siou_last + l_ac * consistency
+        return AttentionLossOutput(
+            loss, terms.logits, terms.cls, siou_inner, siou_last, consistency
+        )
