@@ -195,3 +195,14 @@ def test_bad_method_and_layer_list_the_choices(make_model):
 def test_inference_mode_is_refused_with_a_clear_error(make_model):
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
         attention_maps(make_model("resnet18"), batch(64), TARGETS)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_INPUT))
+def test_registry_layers_give_maps_at_the_expected_strides(make_model, name):
+    """Inner maps have twice the resolution of last maps (VGG: stride 8 and 16, others 16/32)."""
+    model, size = make_model(name), MODEL_INPUT[name]
+    inner = attention_maps(model, batch(size), TARGETS, layer="inner")
+    last = attention_maps(model, batch(size), TARGETS, layer="last")
+    last_stride = {"vgg11": 16, "cifar_resnet20": 4}.get(name, 32)
+    assert last.shape == (4, size // last_stride, size // last_stride)
+    assert inner.shape == (4, 2 * last.shape[1], 2 * last.shape[2])
