@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU-capable PyTorch build these machines keep on disk; a user may install any torch >= 2.1.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint format bench clean
+.PHONY: install test lint format bench clean demo
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,27 @@ format: install
 	$(BIN)/ruff format .
 
 test: lint
-	$(BIN)/python -m pytest -q
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q
+
+# Fashion-MNIST comes from the Debian package dataset-fashion-mnist (installed when missing).
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_RUN := runs/fashion_mnist_quickstart
+
+$(FASHION_MNIST):
+	$(SUDO) apt-get install -y dataset-fashion-mnist || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
+
+# Train the attention-supervised quickstart on the CPU, evaluate it, and leave the checkpoint,
+# metrics.json and attention_maps.png in $(DEMO_RUN) (a previous demo run is replaced).
+# OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning; on a busy 2-core
+# machine a training step measured 15-18 s without it and 0.6-0.85 s with it.
+demo: install $(FASHION_MNIST)
+	rm -rf $(DEMO_RUN)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/discatt train --recipe recipes/fashion_mnist_quickstart.yaml \
+		--set output_dir=$(dir $(DEMO_RUN)) accelerate.cpu=true
+	@echo "checkpoint: $$(cat $(DEMO_RUN)/checkpoints/latest)  metrics: $(DEMO_RUN)/metrics.json  maps: $(DEMO_RUN)/attention_maps.png"
+	@cat $(DEMO_RUN)/metrics.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -16,6 +16,9 @@ from .losses import (
     consistency_loss,
     soft_iou,
 )
+from .zoo import register_variants as _register_variants
+
+_register_variants()  # the zoo's ARCH.discatt_DATASET tags (timm.list_pretrained('*discatt*'))
 
 __version__ = "0.1.0"
 

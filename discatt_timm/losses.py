@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import capture_features, class_gradients, create_attention, unwrap_model
+from .attention.features import folds_classes_well
 from .config import AttentionLossConfig
 from .layers import LayerPair, resolve_layers
 
@@ -114,7 +115,8 @@ class DiscriminativeAttentionLoss:
     class (highest-scoring other/absent class, from detached logits) are mapped at the inner and
     last layers. In ``exact`` mode the class gradients keep their graph, so ``loss.backward()``
     runs the double backward; the last layer's gradient is analytic (``W_c / HW``) when the head
-    is global average pooling + linear, and both classes share one batched VJP at the inner layer.
+    is global average pooling + linear, and the inner layer's gradients of both classes are
+    taken w.r.t. the feature map only (``class_gradients``).
 
     BatchNorm in train mode couples samples: like every public implementation, the class
     gradient is that of the batch sum ``sum_b Y[b, c_b]``, which differs from the per-sample
@@ -207,6 +209,7 @@ class DiscriminativeAttentionLoss:
                 cotangents,
                 create_graph=cfg.grad_mode == "exact",
                 analytic=analytic,
+                fold_classes=folds_classes_well(self.model),
             )
         # 2 x B x h x w maps (target, confusing); losses in float32 at least (autocast-safe).
         maps_inner = _at_least_float32(self.attention(capture[inner], grad_inner))

@@ -39,7 +39,7 @@ def test_timm_compat_private_names_still_exist():
     """Fails loudly if a timm upgrade removes/moves a private name discatt_timm relies on."""
     from discatt_timm import _timm_compat
 
-    assert _timm_compat.__all__ == ["feature_take_indices"]
+    assert _timm_compat.__all__ == ["add_pretrained_tag", "feature_take_indices"]
     for name in _timm_compat.__all__:
         assert callable(getattr(_timm_compat, name, None)), (
             f"timm no longer provides {name!r}; update discatt_timm/_timm_compat.py"

@@ -1,4 +1,4 @@
-"""Every ```python block of the README runs as written."""
+"""Every ```python block of the README runs as written (```py blocks need a network or files)."""
 
 from __future__ import annotations
 

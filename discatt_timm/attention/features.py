@@ -1,10 +1,13 @@
 """Feature capture and class gradients: the part of a Grad-CAM that touches the model.
 
 One forward records the feature maps of named layers (hooks live only inside a ``with``
-block). Class gradients ``dY_c/dF`` for ``K`` classes come from ONE batched vector-Jacobian
-product (``torch.autograd.grad(..., is_grads_batched=True)``) taken with respect to the feature
-maps only, so no parameter gradient is computed. When the last layer feeds a global-average-pool
-+ linear head, its gradient is ``W_c / (H*W)`` exactly and no backward is needed at all.
+block). Class gradients ``dY_c/dF`` for ``K`` classes are vector-Jacobian products taken with
+respect to the feature maps only, so no parameter gradient is computed. By default the ``K``
+classes share ONE backward pass: ``torch.func.vmap`` over ``torch.autograd.grad`` folds them
+into the batch of every backward kernel (``is_grads_batched=True`` would loop over the classes
+on CPU: its vmap has no rule for convolution or batch-norm backward). When the last layer feeds
+a global-average-pool + linear head, its gradient is ``W_c / (H*W)`` exactly and no backward is
+needed at all.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ __all__ = [
     "capture_features",
     "class_cotangents",
     "class_gradients",
+    "folds_classes_well",
     "unwrap_model",
 ]
 
@@ -36,6 +40,18 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def folds_classes_well(model: nn.Module) -> bool:
+    """False if a batch norm of ``model`` is in train mode: then one backward per class is faster.
+
+    ``torch.func.vmap`` folds the classes into the batch of a convolution (free) but into the
+    channels of a batch norm, whose train-mode backward then reduces over strided memory. On
+    CPU (2 threads, K = 2) that costs more than one backward per class on cifar_resnet56 and is
+    even on resnet18; in eval mode the folded backward is the faster one (benchmarks/RESULTS.md).
+    """
+    batch_norm = nn.modules.batchnorm._BatchNorm
+    return not any(isinstance(m, batch_norm) and m.training for m in unwrap_model(model).modules())
 
 
 @dataclass
@@ -76,16 +92,22 @@ class FeatureCapture:
 
 
 @contextmanager
-def capture_features(model: nn.Module, names: Sequence[str]) -> Iterator[FeatureCapture]:
+def capture_features(
+    model: nn.Module, names: Sequence[str], *, graph_below: bool = True
+) -> Iterator[FeatureCapture]:
     """Record the outputs of ``names`` (and the linear classifier's input) during a forward.
 
     A recorded output that does not require grad (frozen model, no-grad input) is replaced by
-    a detached copy that does, so class gradients can always be taken with respect to it.
+    a copy that does, so class gradients can always be taken with respect to it.
+    With ``graph_below=False`` autograd is off until the first named layer has run: nothing
+    below it is recorded or kept for a backward (maps need no parameter gradient), and the
+    forward is cheaper in time and memory. Grad mode is restored on exit.
     All hooks are removed on exit, also when the forward raises.
     """
     core = unwrap_model(model)
     capture = FeatureCapture()
     handles = []
+    grad_mode = torch.is_grad_enabled()
 
     def record(name: str):
         def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
@@ -94,9 +116,12 @@ def capture_features(model: nn.Module, names: Sequence[str]) -> Iterator[Feature
                     f"layer {name!r} returns {type(output).__name__}, not a tensor; "
                     "pick a module whose output is a feature map"
                 )
+            if not graph_below:
+                torch.set_grad_enabled(grad_mode)  # record the graph from here on
             replaced = None
             if not output.requires_grad and torch.is_grad_enabled():
-                replaced = output = output.detach().requires_grad_()
+                # A non-leaf copy, so a later in-place op still meets the version check below.
+                replaced = output = output.detach().requires_grad_().clone()
             capture.features[name] = output
             capture.versions[name] = output._version
             return replaced
@@ -116,8 +141,11 @@ def capture_features(model: nn.Module, names: Sequence[str]) -> Iterator[Feature
                 capture.head_weight = module.weight
 
             handles.append(head.register_forward_hook(record_head))
+        if not graph_below:
+            torch.set_grad_enabled(False)
         yield capture
     finally:
+        torch.set_grad_enabled(grad_mode)
         for handle in handles:
             handle.remove()
 
@@ -157,12 +185,15 @@ def class_gradients(
     *,
     create_graph: bool,
     analytic: Sequence[str] = (),
+    fold_classes: bool = True,
 ) -> list[Tensor]:
     """``K x B x D x H x W`` gradients of ``sum_c V[k, b, c] Y[b, c]`` w.r.t. each named layer.
 
     Layers listed in ``analytic`` (checked pooled-linear by the caller) get the exact
-    ``V @ W / (H*W)`` as ``K x B x D x 1 x 1`` instead; the others share one batched VJP. With
-    ``create_graph`` the result is differentiable (the double backward of the exact mode).
+    ``V @ W / (H*W)`` as ``K x B x D x 1 x 1`` instead; the others share one batched VJP
+    (``fold_classes``), or one VJP per class on the same graph (``fold_classes=False``, see
+    ``folds_classes_well``); both give the same values. With ``create_graph`` the result is
+    differentiable (the double backward of the exact mode).
     """
     out: dict[str, Tensor] = {}
     for name in analytic:
@@ -177,18 +208,55 @@ def class_gradients(
     rest = [name for name in names if name not in out]
     if rest:
         inputs = [capture[name] for name in rest]
-        batched = cotangents.shape[0] > 1
-        grads = torch.autograd.grad(
-            logits,
-            inputs,
-            grad_outputs=cotangents.to(logits.dtype) if batched else cotangents[0].to(logits.dtype),
-            retain_graph=True,
-            create_graph=create_graph,
-            is_grads_batched=batched,
-            allow_unused=True,
-        )
+        cotangents = cotangents.to(logits.dtype)
+        grads = _vjps(logits, inputs, cotangents, create_graph, fold_classes)
         for name, grad in zip(rest, grads, strict=True):
             if grad is None:
                 raise RuntimeError(f"the logits do not depend on layer {name!r}")
-            out[name] = grad if batched else grad.unsqueeze(0)
+            out[name] = grad
     return [out[name] for name in names]
+
+
+def _vjps(
+    outputs: Tensor,
+    inputs: list[Tensor],
+    cotangents: Tensor,
+    create_graph: bool,
+    fold_classes: bool,
+) -> list[Tensor | None]:
+    """``K x ...`` VJPs of ``outputs`` for the ``K`` cotangents; ``None``: an unused input.
+
+    Folded: ``torch.func.vmap`` runs ONE backward with the classes in the batch of every
+    kernel. Under autocast it has no rule for batch norm with half-precision input and float
+    parameters, so there ``is_grads_batched`` (a loop over the classes) is used. Not folded: one
+    plain backward per class, all on the retained graph.
+    """
+    options = {"retain_graph": True, "create_graph": create_graph, "allow_unused": True}
+    if cotangents.shape[0] > 1 and fold_classes and _autocast_enabled(outputs.device.type):
+        grads = torch.autograd.grad(outputs, inputs, cotangents, is_grads_batched=True, **options)
+        return list(grads)
+    unused: list[bool] = []
+
+    def vjp(cotangent: Tensor) -> tuple[Tensor, ...]:
+        grads = torch.autograd.grad(outputs, inputs, cotangent, **options)
+        unused[:] = [grad is None for grad in grads]  # vmap returns tensors only
+        return tuple(grad for grad in grads if grad is not None)
+
+    if cotangents.shape[0] == 1:
+        found = [grad.unsqueeze(0) for grad in vjp(cotangents[0])]
+    elif fold_classes:
+        found = list(torch.func.vmap(vjp)(cotangents))
+    else:
+        per_class = [vjp(cotangent) for cotangent in cotangents]
+        found = [torch.stack(grads) for grads in zip(*per_class, strict=True)]
+    grads = iter(found)
+    return [None if skip else next(grads) for skip in unused]
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()

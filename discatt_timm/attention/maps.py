@@ -8,7 +8,13 @@ from torch import Tensor, nn
 
 from ..layers import resolve_layers
 from .base import AttentionMethod, create_attention
-from .features import capture_features, class_cotangents, class_gradients, unwrap_model
+from .features import (
+    capture_features,
+    class_cotangents,
+    class_gradients,
+    folds_classes_well,
+    unwrap_model,
+)
 
 __all__ = ["attention_maps", "minmax_scale", "resize_maps"]
 
@@ -81,7 +87,8 @@ def attention_maps(
         )
     attention = create_attention(method)
     name = resolve_layer_name(model, layer)
-    with torch.enable_grad(), capture_features(model, [name]) as capture:
+    # Autograd only from the mapped layer on: nothing below it needs a gradient.
+    with torch.enable_grad(), capture_features(model, [name], graph_below=False) as capture:
         logits = model(x)
     if not isinstance(logits, Tensor) or logits.ndim != 2:
         raise ValueError("the model must return B x num_classes logits")
@@ -89,7 +96,13 @@ def attention_maps(
     analytic = [name] if capture.pooled_linear(name, logits) else []
     with torch.enable_grad():
         (grads,) = class_gradients(
-            logits, capture, [name], cotangents, create_graph=False, analytic=analytic
+            logits,
+            capture,
+            [name],
+            cotangents,
+            create_graph=False,
+            analytic=analytic,
+            fold_classes=folds_classes_well(model),
         )
     feats = capture[name].detach()
     maps = attention(feats, grads.detach())  # K x B x h x w

@@ -1,0 +1,236 @@
+"""Attention-map throughput: ``discatt_timm.attention_maps`` against pytorch-grad-cam (issue #3).
+
+resnet50 (random weights) at 224 px, batch 16, eval mode, maps of ``layer4`` resized to the
+input and min-max scaled per map (the tools' final maps), for 1 target per image (its top
+class) and for the top-5 classes per image. pytorch-grad-cam maps one target per image per call
+(a forward and a backward into every parameter), so its top-5 is 5 calls; ``attention_maps``
+does one forward for any number of classes, and at a pooled-linear head's last layer needs no
+backward at all (``dY_c/dF = W_c / HW``). Timed interleaved after one warm-up call of each
+function; medians over the rounds. Before any speed is printed the final maps are asserted
+equal (max abs difference <= 1e-3).
+
+A round: ours GradCAM (1 target, top-5), pytorch-grad-cam GradCAM for the top-5 (5 calls; its
+rank-1 call gives the 1-target figure), ours GradCAM++ (1 target), pytorch-grad-cam GradCAM++
+(1 call). ``--all`` adds GradCAM++ for the top-5 (4 more calls a round: past 5 minutes on 2 CPU
+cores).
+
+    .venv/bin/python benchmarks/cam_throughput.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from torch import Tensor, nn
+
+from discatt_timm import attention_maps
+from discatt_timm.layers import get_submodule
+
+TOLERANCE = 1e-3  # max abs difference of the final, input-size maps
+TARGETS = {1: 2.5, 5: 10.0}  # issue #3: GradCAM speed-up with 1 target, with the top-5
+
+
+def cpu_name() -> str:
+    """The CPU model, as ``lscpu`` prints it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def grad_cam_version() -> str:
+    try:
+        return version("grad-cam")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def pgc_maps(
+    model: nn.Module, layer: nn.Module, x: Tensor, top: Tensor, method: str, ranks: int
+) -> tuple[np.ndarray, list[float]]:
+    """pytorch-grad-cam's final maps ``B x ranks x H x W``, one call per rank; seconds per call."""
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = {"gradcam": GradCAM, "gradcampp": GradCAMPlusPlus}[method]
+    maps, seconds = [], []
+    for rank in range(ranks):
+        sync(x.device)
+        start = time.perf_counter()
+        with cam_class(model=model, target_layers=[layer]) as cam:
+            targets = [ClassifierOutputTarget(int(c)) for c in top[:, rank]]
+            maps.append(cam(input_tensor=x, targets=targets))
+        sync(x.device)
+        seconds.append(time.perf_counter() - start)
+    return np.stack(maps, axis=1), seconds
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Tensor], device: torch.device) -> tuple[Tensor, float]:
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - start
+
+
+def max_diff(a: Tensor, b: np.ndarray) -> float:
+    return float((a.float().cpu() - torch.from_numpy(b)).abs().max())
+
+
+def run(args: argparse.Namespace, device: torch.device) -> list[str]:
+    """Time and check one device; print its table; return the target-check lines."""
+    torch.manual_seed(0)
+    model = timm.create_model(args.model, pretrained=False).to(device).eval()
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    with torch.no_grad():
+        top = model(x).topk(5, dim=1).indices  # B x 5, chosen once, given to both tools
+    layer_name = "layer4" if args.layer == "last" else "layer3"
+    layer = get_submodule(model, layer_name)
+    methods = ("gradcam", "gradcampp")
+    pgc_ranks = {"gradcam": 5, "gradcampp": 5 if args.all else 1}  # rank 1 is the 1-target call
+    rows = [(m, 1) for m in methods] + [(m, 5) for m in methods if pgc_ranks[m] == 5]
+
+    def mine(method: str, k: int) -> Tensor:
+        """``attention_maps``' final maps ``B x k x H x W`` of the top-k classes."""
+        size = x.shape[-2:]
+        return attention_maps(model, x, top[:, :k], method=method, layer=args.layer, size=size)
+
+    # Warm-up: one call of each function, not timed.
+    for method, k in rows:
+        mine(method, k)
+    for method in methods:
+        pgc_maps(model, layer, x, top, method, ranks=1)
+
+    ours_s: dict[tuple[str, int], list[float]] = {row: [] for row in rows}
+    pgc_s: dict[tuple[str, int], list[float]] = {row: [] for row in rows}
+    diffs: dict[tuple[str, int], float] = {}
+    for round_ in range(args.repeats):
+        for method in methods:  # interleaved: ours, theirs, ours, theirs, ...
+            for k in (1, 5):
+                if (method, k) not in ours_s:
+                    continue
+                maps, seconds = timed(lambda m=method, k=k: mine(m, k), device)
+                ours_s[method, k].append(seconds)
+                if round_ == 0:
+                    diffs[method, k] = maps  # compared below, once pytorch-grad-cam has run
+            ref, calls = pgc_maps(model, layer, x, top, method, pgc_ranks[method])
+            pgc_s[method, 1].append(calls[0])
+            if pgc_ranks[method] == 5:
+                pgc_s[method, 5].append(sum(calls))
+            if round_ == 0:
+                for k in (1, 5):
+                    if (method, k) in diffs:
+                        diffs[method, k] = max_diff(diffs[method, k], ref[:, :k])
+    return report(args, device, ours_s, pgc_s, diffs, layer_name)
+
+
+def report(
+    args: argparse.Namespace,
+    device: torch.device,
+    ours_s: dict[tuple[str, int], list[float]],
+    pgc_s: dict[tuple[str, int], list[float]],
+    diffs: dict[tuple[str, int], float],
+    layer_name: str,
+) -> list[str]:
+    bad = {key: d for key, d in diffs.items() if not d <= TOLERANCE}
+    if bad:
+        raise AssertionError(f"maps differ from pytorch-grad-cam by more than {TOLERANCE}: {bad}")
+    print(
+        f"\n{args.model} @ {args.size} px, batch {args.batch}, {layer_name} ({args.layer}), "
+        f"{device.type}: {args.repeats} interleaved rounds (medians)"
+    )
+    print(f"agreement: PASS, max abs difference of the final maps <= {TOLERANCE} for every row")
+    print(
+        f"{'targets':>8s}  {'method':10s} {'discatt ms':>11s} {'grad-cam ms':>12s} "
+        f"{'speed-up':>9s} {'max |diff|':>11s}"
+    )
+    checks = []
+    for (method, k), times in ours_s.items():
+        mine, theirs = statistics.median(times), statistics.median(pgc_s[method, k])
+        speedup = theirs / mine
+        label = "1 target" if k == 1 else f"top-{k}"
+        print(
+            f"{label:>8s}  {method:10s} {mine * 1e3:11.0f} {theirs * 1e3:12.0f} "
+            f"{speedup:8.2f}x {diffs[method, k]:11.1e}"
+        )
+        if method == "gradcam" and device.type == "cpu" and args.layer == "last":
+            limit = TARGETS[k]
+            checks.append(
+                f"{'PASS' if speedup >= limit else 'MISS'}  GradCAM, {label} per image: "
+                f"{speedup:.2f}x faster >= {limit}x"
+            )
+    print("raw ms per round:")
+    for (method, k), times in ours_s.items():
+        print(f"  discatt {method} k={k}: " + " ".join(f"{t * 1e3:.0f}" for t in times))
+    for (method, k), times in pgc_s.items():
+        print(f"  grad-cam {method} k={k}: " + " ".join(f"{t * 1e3:.0f}" for t in times))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (default 7)")
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, or auto: cpu, then cuda when available"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--model", default="resnet50", help="a timm ResNet (default resnet50)")
+    parser.add_argument("--size", type=int, default=224, help="input px (default 224)")
+    parser.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument(
+        "--layer", choices=["last", "inner"], default="last", help="layer4 or layer3"
+    )
+    parser.add_argument("--all", action="store_true", help="also time GradCAM++ for the top-5")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    try:
+        import pytorch_grad_cam  # noqa: F401
+    except ImportError:
+        parser.error("needs pytorch-grad-cam: pip install grad-cam (the 'test' extra)")
+    if args.device == "auto":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    elif args.device in ("cpu", "cuda"):
+        devices = [args.device]
+    else:
+        parser.error(f"--device must be cpu, cuda or auto, got {args.device!r}")
+    if "cuda" in devices and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+
+    torch.set_num_threads(args.threads)
+    print(
+        f"cam_throughput {datetime.date.today()}: torch {torch.__version__}, timm "
+        f"{timm.__version__}, pytorch-grad-cam {grad_cam_version()}, CPU {cpu_name()}, "
+        f"torch.set_num_threads({args.threads})"
+    )
+    if "cuda" in devices:
+        print(f"GPU: {torch.cuda.get_device_name()}")
+    checks: list[str] = []
+    for device_name in devices:
+        checks += run(args, torch.device(device_name))
+    if checks:
+        print("\ntargets (issue #3; CPU, layer4):")
+        print("\n".join(checks))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

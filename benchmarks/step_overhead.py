@@ -1,0 +1,272 @@
+"""Cost of a training step with the attention losses, as ratios to a plain timm step (issue #3).
+
+Four steps on the same model, batch and optimizer, timed interleaved (a b c d a b c d ...)
+after warm-up rounds; medians over the rounds:
+
+  a. plain     forward, cross-entropy, backward, SGD step;
+  b. exact     ``DiscriminativeAttentionLoss`` (the default: double backward), backward, SGD step;
+  c. detached  the same with ``grad_mode='detached'`` (class gradients as constants);
+  d. naive     ``naive_reference.naive_attention_loss``: hooks, one ``autograd.grad`` per class
+               and per layer with ``create_graph=True``, no analytic last layer.
+
+Cases: resnet18 at 64 px batch 32 and cifar_resnet56 at 32 px batch 64, 10 classes, random
+weights. Also per step: peak memory above the level before the step (CPU: the allocation and
+free events of ``torch.profiler(profile_memory=True)``; CUDA: ``torch.cuda.max_memory_allocated``)
+and FLOPs (``torch.utils.flop_counter``: the work done, free of timing noise). ``--profile``
+prints where the exact step's extra time goes, by operator and input shape.
+
+    .venv/bin/python benchmarks/step_overhead.py     # CPU, then CUDA when one is available
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from naive_reference import naive_attention_loss  # noqa: E402
+
+import discatt_timm  # noqa: E402, F401  (registers cifar_resnet*)
+from discatt_timm import DiscriminativeAttentionLoss, resolve_layers  # noqa: E402
+
+CASES = {"resnet18": (64, 32), "cifar_resnet56": (32, 64)}  # name: (input px, batch)
+VARIANTS = ("plain", "exact", "detached", "naive")
+TARGET_CASE = "resnet18"  # issue #3's targets are for resnet18 @ 64 px, batch 32, CPU
+TIME_TARGETS = {"exact": 1.35, "detached": 1.10}
+MEMORY_TARGETS = {"exact": 1.5}
+
+
+def cpu_name() -> str:
+    """The CPU model, as ``lscpu`` prints it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class Case:
+    """One model, optimizer and batch, and the four training steps on them."""
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        size, batch = CASES[name]
+        self.name, self.device = name, device
+        torch.manual_seed(0)
+        model = timm.create_model(name, pretrained=False, num_classes=10).to(device).train()
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        x = torch.randn(batch, 3, size, size, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        exact = DiscriminativeAttentionLoss(model, grad_mode="exact")
+        detached = DiscriminativeAttentionLoss(model, grad_mode="detached")
+        layers = resolve_layers(model)
+        losses: dict[str, Callable[[], torch.Tensor]] = {
+            "plain": lambda: F.cross_entropy(model(x), y),
+            "exact": lambda: exact(x, y).loss,
+            "detached": lambda: detached(x, y).loss,
+            "naive": lambda: naive_attention_loss(
+                model, x, y, inner=layers.inner, last=layers.last
+            ),
+        }
+        self.losses = losses
+
+    def step(self, variant: str) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.losses[variant]().backward()
+        self.optimizer.step()
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def time_interleaved(case: Case, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per step for each variant, rounds a b c d a b c d ...; warm-up rounds dropped."""
+    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for round_ in range(warmup + repeats):
+        for variant in VARIANTS:
+            case.sync()
+            start = time.perf_counter()
+            case.step(variant)
+            case.sync()
+            if round_ >= warmup:
+                times[variant].append(time.perf_counter() - start)
+    return times
+
+
+def peak_memory(case: Case, variant: str) -> int:
+    """Bytes allocated by one step above the level before it, at the step's peak."""
+    case.step(variant)  # optimizer state exists, as in the timed rounds
+    # The step would first free last step's .grad, allocated before any profiler started:
+    # free it here so that every allocation and free inside the step is counted.
+    case.optimizer.zero_grad(set_to_none=True)
+    if case.device.type == "cuda":
+        case.sync()
+        base = torch.cuda.memory_allocated(case.device)
+        torch.cuda.reset_peak_memory_stats(case.device)
+        case.step(variant)
+        case.sync()
+        return torch.cuda.max_memory_allocated(case.device) - base
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        case.step(variant)
+    events = sorted(
+        (event.start_ns(), event.nbytes())
+        for event in prof.profiler.kineto_results.events()
+        if event.name() == "[memory]"
+    )
+    return max(itertools.accumulate(nbytes for _, nbytes in events), default=0)
+
+
+def count_flops(case: Case, variant: str) -> int:
+    with FlopCounterMode(display=False) as counter:
+        case.step(variant)
+    return counter.get_total_flops()
+
+
+def paired_ratios(times: dict[str, list[float]], variant: str) -> list[float]:
+    """Per-round ratios to the plain step of the same round (robust to slow drifts in load)."""
+    return [t / p for t, p in zip(times[variant], times["plain"], strict=True)]
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
+def report(case: Case, times: dict[str, list[float]], peaks: dict, flops: dict) -> list[str]:
+    """Print the table of one case; return its target-check lines."""
+    size, batch = CASES[case.name]
+    medians = {v: statistics.median(times[v]) for v in VARIANTS}
+    print(
+        f"\n{case.name} @ {size} px, batch {batch}, 10 classes, {case.device.type}: "
+        f"{len(times['plain'])} interleaved rounds (medians)"
+    )
+    print(
+        f"{'variant':9s} {'median ms':>10s} {'x plain':>8s} {'paired x [q1, q3]':>19s} "
+        f"{'peak MiB':>9s} {'x plain':>8s} {'GFLOP':>7s} {'x plain':>8s}"
+    )
+    for v in VARIANTS:
+        q1, q3 = quartiles(paired_ratios(times, v))
+        print(
+            f"{v:9s} {medians[v] * 1e3:10.1f} {medians[v] / medians['plain']:8.3f} "
+            f"{f'[{q1:.3f}, {q3:.3f}]':>19s} {peaks[v] / 2**20:9.1f} "
+            f"{peaks[v] / peaks['plain']:8.2f} {flops[v] / 1e9:7.2f} "
+            f"{flops[v] / flops['plain']:8.3f}"
+        )
+    print(
+        "raw ms per round: "
+        + "; ".join(f"{v} " + " ".join(f"{t * 1e3:.0f}" for t in times[v]) for v in VARIANTS)
+    )
+    checks = []
+    if case.name == TARGET_CASE and case.device.type == "cpu":
+        for v, limit in TIME_TARGETS.items():
+            ratio = medians[v] / medians["plain"]
+            checks.append(
+                f"{'PASS' if ratio <= limit else 'MISS'}  {v} time {ratio:.3f}x <= {limit}x "
+                f"(naive {medians['naive'] / medians['plain']:.3f}x)"
+            )
+        for v, limit in MEMORY_TARGETS.items():
+            ratio = peaks[v] / peaks["plain"]
+            checks.append(
+                f"{'PASS' if ratio <= limit else 'MISS'}  {v} peak memory {ratio:.2f}x <= {limit}x"
+            )
+    return checks
+
+
+def print_profile(case: Case, steps: int = 3, rows: int = 20) -> None:
+    """Self time of the exact step minus the plain step, by operator and input shapes."""
+    per_key: dict[str, dict[tuple[str, str], float]] = {}
+    for variant in ("plain", "exact"):
+        case.step(variant)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(steps):
+                case.step(variant)
+        table: dict[tuple[str, str], float] = defaultdict(float)
+        for event in prof.key_averages(group_by_input_shape=True):
+            shapes = str([s for s in event.input_shapes if s][:3])
+            table[event.key, shapes] += event.self_cpu_time_total / steps / 1e3
+        per_key[variant] = table
+    plain, exact = per_key["plain"], per_key["exact"]
+    total_plain, total_exact = sum(plain.values()), sum(exact.values())
+    print(
+        f"\nprofile of {case.name} ({case.device.type} self time per step, ms): plain "
+        f"{total_plain:.0f}, exact {total_exact:.0f} (+{total_exact - total_plain:.0f}); "
+        "largest differences:"
+    )
+    diffs = {key: exact.get(key, 0.0) - plain.get(key, 0.0) for key in set(plain) | set(exact)}
+    for (op, shapes), extra in sorted(diffs.items(), key=lambda kv: -abs(kv[1]))[:rows]:
+        print(f"{extra:+8.1f}  {op:34s} {shapes[:90]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=9, help="timed rounds (default 9)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (default 2)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, or auto: cpu, then cuda when available (default auto)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated model names")
+    parser.add_argument("--profile", action="store_true", help="print where exact's time goes")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    if args.device == "auto":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    elif args.device in ("cpu", "cuda"):
+        devices = [args.device]
+    else:
+        parser.error(f"--device must be cpu, cuda or auto, got {args.device!r}")
+    if "cuda" in devices and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+
+    torch.set_num_threads(args.threads)
+    print(
+        f"step_overhead {datetime.date.today()}: torch {torch.__version__}, timm "
+        f"{timm.__version__}, CPU {cpu_name()}, torch.set_num_threads({args.threads})"
+    )
+    if "cuda" in devices:
+        print(f"GPU: {torch.cuda.get_device_name()}")
+    elif args.device == "auto":
+        print("GPU: none available, CPU figures only")
+    checks: list[str] = []
+    for device_name in devices:
+        for name in cases:
+            case = Case(name, torch.device(device_name))
+            times = time_interleaved(case, args.repeats, args.warmup)
+            peaks = {v: peak_memory(case, v) for v in VARIANTS}
+            flops = {v: count_flops(case, v) for v in VARIANTS}
+            checks += report(case, times, peaks, flops)
+            if args.profile and device_name == "cpu":
+                print_profile(case)
+    if checks:
+        print(f"\ntargets (issue #3; {TARGET_CASE} @ 64 px, batch 32, CPU):")
+        print("\n".join(checks))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

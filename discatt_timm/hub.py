@@ -1,0 +1,480 @@
+"""Publish a finished training run: a Hub-ready folder, a measured model card, the upload.
+
+``build_folder`` turns a run directory of the trainer (``model.safetensors`` + timm's
+``config.json`` from ``save_for_hf``, ``metrics.json``, ``recipe.yaml``, ``attention_maps.png``)
+into the content of a Hugging Face model repository, loadable with one
+``timm.create_model('hf-hub:ORG/NAME', pretrained=True)`` (or ``local-dir:FOLDER``).
+``build_model_card`` renders the card with ``huggingface_hub.ModelCard``/``ModelCardData``: the
+``model-index`` carries the run's measured metrics exactly as in ``metrics.json``. ``publish``
+uploads (``create_repo`` + ``upload_folder``); it is the only networked call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
+
+from .layers import resolve_layers
+
+__all__ = [
+    "Finding",
+    "PublishError",
+    "RunInfo",
+    "add_arguments",
+    "build_folder",
+    "build_model_card",
+    "check_zoo",
+    "publish",
+    "read_run",
+    "run",
+    "run_check",
+    "hub_add_arguments",
+    "hub_run",
+]
+
+TEMPLATE = Path(__file__).with_name("templates") / "model_card.md"
+RUN_FILES = ("model.safetensors", "config.json", "metrics.json", "recipe.yaml")
+TAGS = ["image-classification", "timm", "discriminative-attention"]
+# metrics.json key -> (model-index metric type, readable name)
+METRICS = {
+    "top1": ("accuracy", "top-1 accuracy"),
+    "top5": ("top_5_accuracy", "top-5 accuracy"),
+    "mAP": ("map", "mAP"),
+    "roc_auc": ("roc_auc", "ROC AUC"),
+    "siou_inner": ("siou_inner", "attention sIoU, inner layer"),
+    "siou_last": ("siou_last", "attention sIoU, last layer"),
+    "consistency": ("attention_consistency", "attention consistency loss"),
+}
+# recipe data.source -> Hub dataset id, for sources that are not Hub ids themselves
+DATASET_IDS = {"fashion_mnist": "zalando-datasets/fashion_mnist"}
+
+
+class PublishError(ValueError):
+    """A run that cannot be published, or a missing token: one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a finished run directory holds."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    recipe: dict[str, Any]
+    recipe_text: str
+    config: dict[str, Any]
+
+    @property
+    def architecture(self) -> str:
+        return self.config["architecture"]
+
+    @property
+    def dataset(self) -> str | None:
+        data = self.recipe.get("data", {})
+        source = data.get("source", "hub")
+        if source == "hub":
+            return data.get("path")
+        return DATASET_IDS.get(source)
+
+    @property
+    def supervised(self) -> bool:
+        return self.recipe.get("attention", {}).get("method", "none") != "none"
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """Read a finished, evaluated run; anything missing is a ``PublishError`` naming the file."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PublishError(f"run directory {run_dir} does not exist")
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
+    if "metrics.json" in missing:
+        raise PublishError(
+            f"{run_dir} has no metrics.json: a run is published only after its evaluation "
+            "(let `discatt train` finish)"
+        )
+    if missing:
+        raise PublishError(f"{run_dir} is not a finished run: missing {', '.join(missing)}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if not any(key in metrics for key in ("top1", "mAP")):
+        raise PublishError(f"{run_dir}/metrics.json holds no evaluation metric (top1 or mAP)")
+    recipe_text = (run_dir / "recipe.yaml").read_text()
+    return RunInfo(
+        run_dir=run_dir,
+        metrics=metrics,
+        recipe=yaml.safe_load(recipe_text) or {},
+        recipe_text=recipe_text,
+        config=json.loads((run_dir / "config.json").read_text()),
+    )
+
+
+def _eval_results(info: RunInfo, dataset_name: str) -> list[EvalResult]:
+    split = info.metrics.get("split", "test")
+    results = []
+    for key, (metric_type, metric_name) in METRICS.items():
+        value = info.metrics.get(key)
+        if isinstance(value, int | float) and value == value:  # measured and not NaN
+            results.append(
+                EvalResult(
+                    task_type="image-classification",
+                    dataset_type=info.dataset or dataset_name,
+                    dataset_name=dataset_name,
+                    dataset_split=split,
+                    metric_type=metric_type,
+                    metric_name=metric_name,
+                    metric_value=value,
+                )
+            )
+    return results
+
+
+def _layers(info: RunInfo) -> dict[str, str]:
+    layers = info.recipe.get("model", {}).get("layers")
+    if layers:
+        return {"inner": layers[0], "last": layers[1]}
+    import timm
+
+    model = timm.create_model(
+        info.architecture, pretrained=False, num_classes=info.config.get("num_classes", 10)
+    )
+    pair = resolve_layers(model)
+    return {"inner": pair.inner, "last": pair.last}
+
+
+def _base_model(info: RunInfo) -> str | None:
+    model = info.recipe.get("model", {})
+    if model.get("checkpoint"):
+        return None  # a local file: nothing on the Hub to point at
+    if model.get("pretrained"):
+        tag = info.config.get("pretrained_cfg", {}).get("tag")
+        return f"timm/{info.architecture}.{tag}" if tag else f"timm/{info.architecture}"
+    return None
+
+
+def build_model_card(
+    run_dir: str | Path,
+    *,
+    repo_id: str | None = None,
+    load_name: str | None = None,
+    baseline_dir: str | Path | None = None,
+) -> ModelCard:
+    """The model card of a run: YAML metadata (measured ``model-index``) and the markdown body.
+
+    Args:
+        run_dir: the finished run.
+        repo_id: the Hub repository it goes to (names the model and the usage code).
+        load_name: what users pass to ``timm.create_model`` (default ``hf-hub:REPO_ID``).
+        baseline_dir: a finished cross-entropy-only run to compare with in the results table.
+    """
+    info = read_run(run_dir)
+    baseline = read_run(baseline_dir).metrics if baseline_dir is not None else None
+    model_name = repo_id.split("/")[-1] if repo_id else info.run_dir.name
+    dataset_name = info.dataset or info.recipe.get("data", {}).get("source", "local data")
+    base_model = _base_model(info)
+    card_data = ModelCardData(
+        library_name="timm",
+        license="apache-2.0",
+        tags=list(TAGS),
+        datasets=[info.dataset] if info.dataset else None,
+        base_model=base_model,
+        model_name=model_name,
+        pipeline_tag="image-classification",
+        eval_results=_eval_results(info, dataset_name),
+    )
+    attention = info.recipe.get("attention", {})
+    if info.supervised:
+        supervision = (
+            f"`{attention.get('method')}` maps, weights (l_i, l_l, l_ac) = "
+            f"{tuple(attention.get('weights', (1.0, 1.0, 1.0)))}, "
+            f"`{attention.get('grad_mode', 'exact')}` gradients"
+        )
+    else:
+        supervision = "none (cross-entropy baseline)"
+    rows = []
+    for key, (_, name) in METRICS.items():
+        if key in info.metrics:
+            rows.append(
+                {
+                    "name": name,
+                    "value": _fmt(info.metrics[key]),
+                    "baseline": _fmt(baseline.get(key)) if baseline else "",
+                }
+            )
+    pretrained_cfg = info.config.get("pretrained_cfg", {})
+    image = "attention_maps.png" if (info.run_dir / "attention_maps.png").is_file() else None
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=model_name,
+        description=info.recipe.get("description")
+        or f"{info.architecture} trained with discatt-timm.",
+        architecture=info.architecture,
+        num_classes=info.config.get("num_classes"),
+        input_size="x".join(str(v) for v in pretrained_cfg.get("input_size", ())),
+        dataset=dataset_name,
+        split=info.metrics.get("split", "test"),
+        supervision=supervision,
+        layers=_layers(info),
+        base_model=base_model,
+        load_name=load_name or (f"hf-hub:{repo_id}" if repo_id else f"local-dir:{info.run_dir}"),
+        needs_import=_needs_import(info.architecture),
+        results=rows,
+        baseline=baseline is not None,
+        eval_method=info.metrics.get("attention_metrics_method") or "pixel",
+        image=image,
+        recipe=info.recipe_text.strip(),
+    )
+
+
+def _needs_import(architecture: str) -> bool:
+    """True when the architecture is one this package registers (not timm-native)."""
+    import timm
+
+    return timm.models.model_entrypoint(architecture).__module__.startswith("discatt_timm")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def build_folder(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    repo_id: str | None = None,
+    load_name: str | None = None,
+    baseline_dir: str | Path | None = None,
+) -> Path:
+    """Write the repository content of a run into ``out_dir`` and return it.
+
+    ``model.safetensors`` and timm's ``config.json`` (with the supervised layer pair and the
+    attention settings under ``discatt``: timm's ``PretrainedCfg`` accepts no extra keys),
+    ``README.md`` (the card), ``metrics.json`` and ``attention_maps.png`` when present.
+    """
+    info = read_run(run_dir)
+    out = Path(out_dir)
+    if load_name is None and repo_id is None:
+        load_name = f"local-dir:{out}"
+    card = build_model_card(
+        run_dir, repo_id=repo_id, load_name=load_name, baseline_dir=baseline_dir
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "metrics.json", "recipe.yaml", "attention_maps.png"):
+        if (info.run_dir / name).is_file():
+            shutil.copy2(info.run_dir / name, out / name)
+    config = dict(info.config)
+    config["discatt"] = {"layers": _layers(info), "attention": info.recipe.get("attention", {})}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    card.save(out / "README.md")
+    return out
+
+
+def publish(
+    run_dir: str | Path,
+    *,
+    repo_id: str | None = None,
+    local_dir: str | Path | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    baseline_dir: str | Path | None = None,
+) -> str:
+    """Build the repository content and upload it (``repo_id``) or keep it (``local_dir``).
+
+    Returns the repository URL or the local folder. With ``repo_id`` and no token (argument,
+    ``HF_TOKEN`` or a saved login) it raises ``PublishError`` before doing any work.
+    """
+    if (repo_id is None) == (local_dir is None):
+        raise PublishError("give exactly one of repo_id (upload) or local_dir (folder only)")
+    if repo_id is not None:
+        token = token or get_token()
+        if not token:
+            raise PublishError(
+                "no Hugging Face token: run `hf auth login` or set HF_TOKEN, "
+                "or use --local-dir to build the folder without uploading"
+            )
+        if repo_id.count("/") != 1:
+            raise PublishError(f"repo id must look like ORG/NAME, got {repo_id!r}")
+    read_run(run_dir)  # fail on an unfinished run before any network call
+    if local_dir is not None:
+        return str(build_folder(run_dir, local_dir, baseline_dir=baseline_dir))
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_folder(run_dir, tmp, repo_id=repo_id, baseline_dir=baseline_dir)
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            revision=revision,
+            commit_message=f"discatt-timm: publish {Path(run_dir).name}",
+        )
+    return str(url)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Publish a finished run: Hub folder, model card, upload (`--repo-id`) or `--local-dir`."""
+    parser.add_argument("run_dir", help="a finished run directory of `discatt train`")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--repo-id", help="upload to this Hugging Face model repository")
+    target.add_argument("--local-dir", help="only build the repository folder here")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--revision", help="branch to upload to (created if missing)")
+    parser.add_argument("--baseline", help="a finished baseline run to compare with in the card")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        where = publish(
+            args.run_dir,
+            repo_id=args.repo_id,
+            local_dir=args.local_dir,
+            private=args.private,
+            revision=args.revision,
+            baseline_dir=args.baseline,
+        )
+    except PublishError as error:
+        print(f"discatt publish: error: {error}", file=sys.stderr)
+        return 2
+    print(where)
+    return 0
+
+
+# --- zoo consistency (`discatt hub check`) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result of ``check_zoo``: ``ok`` False means the manifest entry is not publishable."""
+
+    variant: str
+    check: str
+    ok: bool
+    detail: str = ""
+
+
+def _remeasure_top1(variant: Any, recipe_file: Path) -> tuple[float | None, str]:
+    """Top-1 of the shipped weights on the recipe's evaluation data, or None if it is absent."""
+    import timm
+
+    from .data import DataError, build_data, build_loaders, load_splits
+    from .metrics import evaluate
+    from .recipes import load_recipe
+
+    cfg = load_recipe(recipe_file)
+    try:
+        splits = load_splits(cfg.data)
+    except DataError as error:
+        return None, f"data not present here ({error}); top-1 not re-measured"
+    model = timm.create_model(variant.name, pretrained=True).eval()
+    bundle = build_data(cfg.data, model, splits, seed=cfg.seed)
+    _, eval_loader = build_loaders(bundle, cfg.data)
+    metrics = evaluate(model, eval_loader, attention=False, topk=(1,))
+    return metrics["top1"], ""
+
+
+def check_zoo(
+    manifest: str | Path | None = None, *, repo_root: str | Path = ".", remeasure: bool = True
+) -> list[Finding]:
+    """Check every manifest entry: name, recipe, card, measured metrics, a real weight source.
+
+    Shipped weights must load through their timm tag and, where the recipe's data is present,
+    reproduce the recorded top-1; the card's ``model-index`` must equal ``metrics.json``.
+    """
+    import timm
+
+    from .zoo import MANIFEST, NAME_PATTERN, load_manifest
+
+    root = Path(repo_root)
+    findings: list[Finding] = []
+    for variant in load_manifest(manifest or MANIFEST):
+
+        def add(check: str, ok: bool, detail: str = "", name: str = variant.name) -> None:
+            """``detail`` says what is wrong; it is kept for failures and measurements only."""
+            keep = not ok or check == "top-1 reproduced"
+            findings.append(Finding(name, check, ok, detail if keep else ""))
+
+        add(
+            "name",
+            bool(NAME_PATTERN.match(variant.name)) and timm.is_model(variant.architecture),
+            "must be ARCH.discatt_DATASET with a registered timm architecture",
+        )
+        recipe = root / variant.recipe
+        add("recipe", recipe.is_file(), f"{recipe} missing")
+        folder = variant.path
+        shipped = folder is not None and (folder / "model.safetensors").is_file()
+        add(
+            "weights",
+            shipped or bool(variant.hf_hub_id),
+            "needs a shipped model.safetensors or the Hub id it was uploaded to",
+        )
+        if folder is None:
+            continue  # a Hub-only entry: its card and metrics live on the Hub
+        card_file, metrics_file = folder / "README.md", folder / "metrics.json"
+        add("card", card_file.is_file(), f"{card_file} missing")
+        add("metrics", metrics_file.is_file(), f"{metrics_file} missing")
+        if not (card_file.is_file() and metrics_file.is_file()):
+            continue
+        metrics = json.loads(metrics_file.read_text())
+        recorded = {
+            r.metric_type: r.metric_value for r in ModelCard.load(card_file).data.eval_results
+        }
+        expected = {METRICS[k][0]: v for k, v in metrics.items() if k in METRICS}
+        same = all(recorded.get(k) == v for k, v in expected.items() if v == v)
+        add("card metrics", same and bool(expected), "card model-index differs from metrics.json")
+        if shipped and remeasure and recipe.is_file() and "top1" in metrics:
+            top1, note = _remeasure_top1(variant, recipe)
+            if top1 is None:
+                add("top-1 reproduced", True, note)
+            else:
+                add(
+                    "top-1 reproduced",
+                    abs(top1 - metrics["top1"]) <= 1e-6,
+                    f"measured {top1:.6f}, recorded {metrics['top1']:.6f}",
+                )
+    return findings
+
+
+def hub_add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Zoo maintenance: `discatt hub check` verifies every manifest entry."""
+    commands = parser.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
+    check = commands.add_parser(
+        "check", help="verify the zoo manifest", description=check_zoo.__doc__.splitlines()[0]
+    )
+    add_check_arguments(check)
+
+
+def hub_run(args: argparse.Namespace) -> int:
+    return run_check(args)
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    """``discatt hub check [--manifest F] [--repo-root DIR] [--no-remeasure]``."""
+    parser.add_argument("--manifest", help="manifest to check (default: the package's)")
+    parser.add_argument("--repo-root", default=".", help="where recipes/ lives (default: .)")
+    parser.add_argument(
+        "--no-remeasure", action="store_true", help="skip re-measuring top-1 on the data"
+    )
+
+
+def run_check(args: argparse.Namespace) -> int:
+    findings = check_zoo(args.manifest, repo_root=args.repo_root, remeasure=not args.no_remeasure)
+    for f in findings:
+        status = "ok  " if f.ok else "FAIL"
+        detail = (
+            f" ({f.detail})" if f.detail and (not f.ok or "not re-measured" in f.detail) else ""
+        )
+        print(f"{status} {f.variant}: {f.check}{detail}")
+    failed = sum(not f.ok for f in findings)
+    print(f"{len(findings) - failed} passed, {failed} failed")
+    return 1 if failed else 0

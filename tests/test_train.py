@@ -1,0 +1,282 @@
+"""Trainer on one process: train_step, accumulation, bf16, checkpoints, resume errors,
+fine-tuning from local weights, optimizer groups, the CLI wiring."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+from test_train_support import make_imagefolder, one_thread, tiny_recipe, write_recipe  # noqa: F401
+
+from discatt_timm import DiscriminativeAttentionLoss, cli
+from discatt_timm.train import (
+    CheckpointError,
+    ClassificationLoss,
+    TrainerState,
+    build_criterion,
+    build_model,
+    build_optimizer,
+    latest_checkpoint,
+    refuse_static_graph,
+    train,
+    train_step,
+)
+from discatt_timm.train_config import ModelConfig, OptimConfig, RecipeError, TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_imagefolder(tmp_path_factory.mktemp("tiny"), classes=3, per_class=(8, 4), size=16)
+
+
+def config(tiny_data, out, **sections) -> TrainConfig:
+    return TrainConfig.from_dict(tiny_recipe(tiny_data, out, **sections))
+
+
+def weights(path):
+    return load_file(str(path))
+
+
+def test_train_step_on_two_samples():
+    torch.manual_seed(0)
+    model = timm.create_model("cifar_resnet20", num_classes=4).train()
+    x, y = torch.randn(2, 3, 16, 16), torch.tensor([1, 3])
+    for criterion in (
+        DiscriminativeAttentionLoss(model, method="pixel"),
+        ClassificationLoss(model),
+    ):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        before = [p.detach().clone() for p in model.parameters()]
+        out = train_step(model, (x, y), criterion, optimizer, clip_grad=1.0)
+        assert torch.isfinite(out.loss) and out.logits.shape == (2, 4)
+        assert all(p.grad is None for p in model.parameters())  # zeroed after the step
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert out.siou_last == 0 and out.loss == out.cls  # the baseline's attention parts are zero
+
+
+def test_build_criterion_follows_the_recipe(tiny_data, tmp_path):
+    model = timm.create_model("cifar_resnet20", num_classes=3)
+    supervised = build_criterion(model, config(tiny_data, tmp_path))
+    assert isinstance(supervised, DiscriminativeAttentionLoss)
+    assert supervised.layers.inner == "layer2" and supervised.config.grad_mode == "exact"
+    baseline = build_criterion(model, config(tiny_data, tmp_path, attention={"method": "none"}))
+    assert isinstance(baseline, ClassificationLoss)
+
+
+def test_gradient_accumulation_equals_the_large_batch(tiny_data, tmp_path):
+    common = dict(
+        schedule={"max_steps": 3},
+        eval={"attention": False},
+        checkpoint={"every_epoch": False},
+        attention={"method": "channel"},  # see test_two_cpu_processes_equal_one
+    )
+    small = train(
+        config(
+            tiny_data,
+            tmp_path,
+            name="accumulated",
+            data={"batch_size": 4},
+            accelerate={"gradient_accumulation_steps": 2},
+            **common,
+        )
+    )
+    large = train(config(tiny_data, tmp_path, name="large", data={"batch_size": 8}, **common))
+    assert small.global_step == large.global_step == 3
+    a, b = weights(small.model_file), weights(large.model_file)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)
+    torch.manual_seed(0)
+    init = timm.create_model("cifar_resnet20", num_classes=3).state_dict()
+    assert not torch.equal(a["layer1.0.conv1.weight"], init["layer1.0.conv1.weight"])  # it trained
+
+
+def test_bf16_autocast_on_cpu_gives_finite_losses(tiny_data, tmp_path):
+    trackers = ["json"]
+    try:
+        import tensorboard  # noqa: F401
+
+        trackers.append("tensorboard")
+    except ImportError:
+        pass
+    result = train(
+        config(
+            tiny_data,
+            tmp_path,
+            accelerate={"mixed_precision": "bf16", "cpu": True, "log_with": trackers},
+            schedule={"max_steps": 2},
+            eval={"attention_max_samples": 4},
+        )
+    )
+    records = [json.loads(line) for line in (result.run_dir / "logs" / "metrics.jsonl").open()]
+    losses = [r[k] for r in records for k in r if k.startswith("train/")]
+    assert len(losses) >= 2 * 6 and all(math.isfinite(v) for v in losses)
+    assert all(math.isfinite(result.metrics[k]) for k in ("top1", "siou_inner", "siou_last"))
+    assert result.metrics["mixed_precision"] == "bf16"
+    if "tensorboard" in trackers:
+        assert list((result.run_dir / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_run_directory_checkpoints_and_resume_rules(tiny_data, tmp_path):
+    cfg = config(tiny_data, tmp_path, checkpoint={"every_n_steps": 1, "keep_last": 2})
+    result = train(cfg)
+    run = result.run_dir
+    for name in ("recipe.yaml", "metrics.json", "model.safetensors", "config.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"top1", "top2", "siou_inner", "siou_last", "consistency"} <= set(metrics)
+    assert metrics["global_step"] == 6 and metrics["epochs_done"] == 2  # 24 images / 8, 2 epochs
+    steps = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert steps == ["step_000000005", "step_000000006"]  # keep_last=2
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_000000006"
+    assert latest_checkpoint(run) == result.checkpoint == run / "checkpoints" / "step_000000006"
+    state = TrainerState.read(result.checkpoint / "trainer_state.json")
+    assert (state.epoch, state.batch, state.global_step) == (2, 0, 6)
+    # the exported model loads back through timm's local-dir: loader
+    loaded = timm.create_model(f"local-dir:{run}", pretrained=True)
+    torch.testing.assert_close(loaded.state_dict(), weights(run / "model.safetensors"))
+
+    # half-written or unpointed checkpoints are never "latest"
+    (run / "checkpoints" / ".tmp-step_000000007").mkdir()
+    (run / "checkpoints" / "step_000000009").mkdir()  # no trainer_state.json: incomplete
+    (run / "checkpoints" / "latest").write_text("step_000000042\n")  # dangling pointer
+    assert latest_checkpoint(run) == run / "checkpoints" / "step_000000006"
+
+    with pytest.raises(CheckpointError, match="already holds checkpoints; pass --resume"):
+        train(cfg)
+    again = train(cfg, resume=True)  # a finished run: evaluates again, trains nothing
+    assert again.global_step == 6 and again.metrics["top1"] == result.metrics["top1"]
+    assert not (run / "checkpoints" / ".tmp-step_000000007").exists()  # cleaned up
+
+    (result.checkpoint / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="is corrupt or does not match this recipe"):
+        train(cfg, resume=True)
+
+
+def test_refuses_ddp_static_graph_with_attention():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1
+    )
+    try:
+        model = timm.create_model("cifar_resnet20", num_classes=3)
+        static = torch.nn.parallel.DistributedDataParallel(model, static_graph=True)
+        with pytest.raises(RecipeError, match="static_graph.*silently stops the gradient"):
+            refuse_static_graph(static, supervised=True)
+        refuse_static_graph(static, supervised=False)  # the baseline may use it
+        dynamic = torch.nn.parallel.DistributedDataParallel(model)
+        refuse_static_graph(dynamic, supervised=True)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "torch", "run_dir"])
+def test_fine_tune_from_a_local_checkpoint(tiny_data, tmp_path, kind):
+    torch.manual_seed(1)
+    source = timm.create_model("cifar_resnet20", num_classes=10)
+    source_state = {k: v.clone() for k, v in source.state_dict().items()}
+    if kind == "safetensors":
+        path = tmp_path / "source.safetensors"
+        save_file(source_state, str(path))
+    elif kind == "torch":
+        path = tmp_path / "source.pth"
+        torch.save({"state_dict": source_state, "epoch": 3}, path)
+    else:  # a run directory of this project (model.safetensors + config.json)
+        path = tmp_path / "source_run"
+        timm.models.save_for_hf(source, str(path), safe_serialization=True)
+
+    model = build_model(ModelConfig(name="cifar_resnet20", checkpoint=str(path)), num_classes=3)
+    state = model.state_dict()
+    backbone = [k for k in state if not k.startswith("fc.")]
+    assert backbone and all(torch.equal(state[k], source_state[k]) for k in backbone)
+    assert model.get_classifier().out_features == 3 and state["fc.weight"].shape == (3, 64)
+
+    result = train(
+        config(
+            tiny_data,
+            tmp_path / "runs",
+            model={"checkpoint": str(path)},
+            schedule={"max_steps": 2},
+            eval={"attention_max_samples": 4},
+        )
+    )
+    assert result.global_step == 2 and result.metrics["attention_supervision"] == "pixel"
+    trained = weights(result.model_file)
+    assert trained["fc.weight"].shape == (3, 64)
+    assert not torch.equal(trained["layer1.0.conv1.weight"], source_state["layer1.0.conv1.weight"])
+
+
+class Payload:
+    """An arbitrary object: a pickle that torch.load(weights_only=True) must refuse."""
+
+
+def test_same_class_count_keeps_the_head_and_pickles_are_refused(tmp_path):
+    torch.manual_seed(2)
+    source = timm.create_model("cifar_resnet20", num_classes=3)
+    save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
+    model = build_model(
+        ModelConfig(name="cifar_resnet20", checkpoint=str(tmp_path / "w.safetensors")), 3
+    )
+    assert torch.equal(model.state_dict()["fc.weight"], source.state_dict()["fc.weight"])
+
+    torch.save({"state_dict": source.state_dict(), "payload": Payload()}, tmp_path / "unsafe.pth")
+    with pytest.raises(CheckpointError, match=r"torch.load\(weights_only=True\)"):
+        build_model(ModelConfig(name="cifar_resnet20", checkpoint=str(tmp_path / "unsafe.pth")), 3)
+    with pytest.raises(CheckpointError, match="is not a weights file or a directory"):
+        build_model(ModelConfig(name="cifar_resnet20", checkpoint=str(tmp_path / "none")), 3)
+
+
+def test_fine_tune_from_a_local_dir_model_name(tmp_path):
+    """``local-dir:`` (and ``hf-hub:``, the supervised variants) go through timm itself."""
+    torch.manual_seed(3)
+    source = timm.create_model("cifar_resnet20", num_classes=10)
+    timm.models.save_for_hf(source, str(tmp_path / "variant"), safe_serialization=True)
+    cfg = ModelConfig(name=f"local-dir:{tmp_path / 'variant'}", pretrained=True)
+    model = build_model(cfg, num_classes=3)
+    state, expected = model.state_dict(), source.state_dict()
+    assert all(torch.equal(state[k], expected[k]) for k in state if not k.startswith("fc."))
+    assert state["fc.weight"].shape == (3, 64)
+
+
+def test_lower_backbone_rate_and_frozen_stages():
+    model = build_model(ModelConfig(name="resnet18", freeze=("conv1", "bn1", "layer1")), 5)
+    assert not any(p.requires_grad for p in model.layer1.parameters())
+    assert model.layer2[0].conv1.weight.requires_grad
+    optimizer = build_optimizer(
+        model, OptimConfig(lr=0.1, backbone_lr_scale=0.1, weight_decay=1e-4)
+    )
+    head = {id(p) for p in model.fc.parameters()}
+    seen = set()
+    for group in optimizer.param_groups:
+        is_head = all(id(p) in head for p in group["params"])
+        assert group["lr"] == pytest.approx(0.1 if is_head else 0.01)
+        assert group["weight_decay"] in (0.0, 1e-4)
+        seen |= {id(p) for p in group["params"]}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert seen == trainable  # frozen parameters are left out
+    with pytest.raises(RecipeError, match="names no module 'layer9'"):
+        build_model(ModelConfig(name="resnet18", freeze=("layer9",)), 5)
+
+
+def test_cli_train_runs_a_recipe_file(tiny_data, tmp_path, capsys):
+    recipe = write_recipe(
+        tmp_path / "tiny.yaml",
+        tiny_recipe(
+            tiny_data, tmp_path / "runs", attention={"method": "none"}, eval={"num_images": 2}
+        ),
+    )
+    code = cli.main(["train", "--recipe", str(recipe), "--set", "schedule.epochs=1", "name=cli"])
+    assert code == 0
+    run = tmp_path / "runs" / "cli"
+    assert (run / "attention_maps.png").is_file() and (run / "metrics.json").is_file()
+    out = capsys.readouterr().out
+    assert "epoch 1/1 | step 3 | loss" in out and "eval top1" in out

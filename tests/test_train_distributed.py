@@ -1,0 +1,141 @@
+"""Real processes: a 2-process CPU DDP run equals a 1-process run (the attention double
+backward under DDP), and a run killed with SIGKILL mid-epoch resumes to the same weights."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_support import make_imagefolder, one_thread, tiny_recipe, write_recipe  # noqa: F401
+
+from discatt_timm.recipes import load_recipe
+from discatt_timm.train import TrainerState, latest_checkpoint, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "1")  # two processes on a small CPU
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    # 4 classes x 10 = 40 training images: 5 steps of 8 per epoch
+    return make_imagefolder(tmp_path_factory.mktemp("dist"), classes=4, per_class=(10, 4), size=16)
+
+
+def test_two_cpu_processes_equal_one(data_dir, tmp_path):
+    recipe = write_recipe(
+        tmp_path / "tiny.yaml",
+        tiny_recipe(
+            data_dir,
+            tmp_path / "runs",
+            schedule={"epochs": 1},
+            checkpoint={"every_epoch": False},
+            # channel attention: a random tiny net has nearly dead pixel maps, whose max-
+            # normalisation amplifies float reassociation noise (splitting a batch over
+            # processes or accumulation steps alike); the double backward is the same
+            attention={"method": "channel"},
+        ),
+    )
+    # `accelerate launch --cpu --num_processes 2` starts ONE process; this starts two (gloo):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()),
+        "-m", "discatt_timm.train", "--recipe", str(recipe), "--set", "name=ddp",
+    ]  # fmt: skip
+    env = _env() | {"ACCELERATE_USE_CPU": "1"}
+    done = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp_metrics = (tmp_path / "runs" / "ddp" / "metrics.json").read_text()
+    assert '"num_processes": 2' in ddp_metrics
+
+    single = train(load_recipe(recipe, ["name=single"]))
+    assert single.metrics["num_processes"] == 1 and single.global_step == 5
+    a, b = _weights(tmp_path / "runs" / "ddp"), _weights(single.run_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)
+
+
+def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(data_dir, tmp_path):
+    recipe = write_recipe(
+        tmp_path / "tiny.yaml",
+        tiny_recipe(
+            data_dir,
+            tmp_path / "runs",
+            schedule={"epochs": 2},
+            # step checkpoints only (every 2 steps of 5 per epoch): every one is mid-epoch
+            checkpoint={"every_epoch": False, "every_n_steps": 2, "keep_last": 5},
+        ),
+    )
+    reference = train(load_recipe(recipe, ["name=uninterrupted"]))
+    assert reference.global_step == 10
+
+    run = tmp_path / "runs" / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "discatt_timm.train",
+        "--recipe",
+        str(recipe),
+        "--set",
+        "name=killed",
+    ]
+    process = subprocess.Popen(
+        command, env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 240
+    while latest_checkpoint(run) is None and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    assert process.returncode == -signal.SIGKILL, stderr[-2000:]
+    assert not (run / "metrics.json").exists()  # it really died before the end
+    checkpoint = latest_checkpoint(run)
+    assert checkpoint is not None
+    state = TrainerState.read(checkpoint / "trainer_state.json")
+    assert 0 < state.batch < 5 and state.global_step < 10  # resumes inside an epoch
+
+    resumed = subprocess.run(
+        [*command, "--resume"],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {checkpoint}" in resumed.stdout
+    a, b = _weights(run), _weights(reference.run_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
