@@ -101,10 +101,10 @@ def test_folded_and_per_class_vjps_equal_is_grads_batched(train):
         logits = model(torch.randn(4, 3, 64, 64))
     cotangents = class_cotangents(torch.tensor([[1, 2, 3]] * 4), 10, logits.dtype)
     names = [layers.inner, layers.last]
+    assert folds_classes_well(model) is not train  # train-mode BatchNorm: one backward per class
     reference = torch.autograd.grad(
         logits, [capture[n] for n in names], cotangents, is_grads_batched=True, retain_graph=True
     )
-    assert folds_classes_well(model) is not train  # train-mode BatchNorm: one backward per class
     for fold in (True, False):
         grads = class_gradients(
             logits, capture, names, cotangents, create_graph=False, fold_classes=fold

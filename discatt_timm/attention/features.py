@@ -2,10 +2,11 @@
 
 One forward records the feature maps of named layers (hooks live only inside a ``with``
 block). Class gradients ``dY_c/dF`` for ``K`` classes are vector-Jacobian products taken with
-respect to the feature maps only, so no parameter gradient is computed. By default the ``K``
-classes share ONE backward pass: ``torch.func.vmap`` over ``torch.autograd.grad`` folds them
-into the batch of every backward kernel (``is_grads_batched=True`` would loop over the classes
-on CPU: its vmap has no rule for convolution or batch-norm backward). When the last layer feeds
+respect to the feature maps only, so no parameter gradient is computed. The ``K`` classes
+share ONE backward pass (``torch.func.vmap`` over ``torch.autograd.grad`` folds them into the
+batch of every backward kernel; ``is_grads_batched=True`` would loop over the classes on CPU,
+its vmap having no rule for convolution or batch-norm backward), except where train-mode batch
+norms make one backward per class cheaper (``folds_classes_well``). When the last layer feeds
 a global-average-pool + linear head, its gradient is ``W_c / (H*W)`` exactly and no backward is
 needed at all.
 """
@@ -43,12 +44,13 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def folds_classes_well(model: nn.Module) -> bool:
-    """False if a batch norm of ``model`` is in train mode: then one backward per class is faster.
+    """False if a batch norm of ``model`` is in train mode: then use one backward per class.
 
     ``torch.func.vmap`` folds the classes into the batch of a convolution (free) but into the
-    channels of a batch norm, whose train-mode backward then reduces over strided memory. On
-    CPU (2 threads, K = 2) that costs more than one backward per class on cifar_resnet56 and is
-    even on resnet18; in eval mode the folded backward is the faster one (benchmarks/RESULTS.md).
+    channels of a batch norm, whose train-mode backward then runs on strided copies: more
+    memory (cifar_resnet56 exact step: 1.62x plain instead of 1.33x) and, on CPU, more time for
+    BatchNorm-heavy stages; within a few percent either way on resnet18. In eval mode the
+    folded backward is the faster one (benchmarks/RESULTS.md).
     """
     batch_norm = nn.modules.batchnorm._BatchNorm
     return not any(isinstance(m, batch_norm) and m.training for m in unwrap_model(model).modules())
@@ -191,9 +193,9 @@ def class_gradients(
 
     Layers listed in ``analytic`` (checked pooled-linear by the caller) get the exact
     ``V @ W / (H*W)`` as ``K x B x D x 1 x 1`` instead; the others share one batched VJP
-    (``fold_classes``), or one VJP per class on the same graph (``fold_classes=False``, see
-    ``folds_classes_well``); both give the same values. With ``create_graph`` the result is
-    differentiable (the double backward of the exact mode).
+    (``fold_classes``), or get one VJP per class on the same graph (``fold_classes=False``,
+    see ``folds_classes_well``). Both give the same values. With ``create_graph`` the result
+    is differentiable (the double backward of the exact mode).
     """
     out: dict[str, Tensor] = {}
     for name in analytic:
