@@ -20,6 +20,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "discatt_timm.train", ""),
     ("explain", "discatt_timm.explain", ""),
+    ("metrics", "discatt_timm.measure", ""),
     ("publish", "discatt_timm.hub", ""),
     ("hub", "discatt_timm.hub", "hub_"),
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 __all__ = ["AttentionLossConfig"]
 
 GRAD_MODES = ("exact", "detached")
-NORMALIZATIONS = ("max", "sum", "none")
+NORMALIZATIONS = ("max", "sum", "softmax", "none")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -30,13 +30,19 @@ class AttentionLossConfig:
         weights: ``(l_i, l_l, l_ac)``: weights of sIoU_inner, sIoU_last and L_ac in Eq. 9.
         grad_mode: ``exact`` (double backward through the class gradients) or ``detached``
             (class gradients treated as constants: cheaper, an approximation).
-        normalize: per-sample map normalisation before mask and losses: ``max`` (A / max A),
-            ``sum`` (A / sum A) or ``none``.
+        normalize: per-sample map normalisation before mask and losses: ``max`` (A / max A,
+            the paper's "1/Z"), ``sum`` (A / sum A), ``none``, or ``softmax``: a spatial softmax
+            of the standardised map BEFORE the ReLU (zero mean, unit variance per map). Unlike
+            the others it cannot vanish (it always sums to 1), so the soft IoU cannot be
+            lowered by switching a map off, only by moving its mass (issue 7's study).
         sigma: mask threshold as a fraction of the max of the last-layer target map (Eq. 7).
         omega: mask sharpness (Eq. 7).
         alpha: the constant of the consistency loss (Eq. 8).
         detach_mask: stop gradients through the mask (Eq. 7).
         eps: added to every denominator.
+        warmup_epochs: epochs of classification-only training before the attention terms
+            switch on at full weight (the trainer passes the fractional epoch; the terms are
+            not computed before then). 0: on from the first step, as the paper.
     """
 
     method: str = "pixel"
@@ -49,6 +55,7 @@ class AttentionLossConfig:
     alpha: float = 1.0
     detach_mask: bool = True
     eps: float = 1e-8
+    warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         weights = tuple(float(w) for w in self.weights)
@@ -70,3 +77,7 @@ class AttentionLossConfig:
         _require(self.omega > 0, f"omega must be > 0, got {self.omega}")
         _require(math.isfinite(self.alpha), f"alpha must be finite, got {self.alpha}")
         _require(self.eps > 0, f"eps must be > 0, got {self.eps}")
+        _require(
+            math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
+            f"warmup_epochs must be a finite number >= 0, got {self.warmup_epochs}",
+        )

@@ -22,25 +22,47 @@ from .layers import LayerPair, resolve_layers
 __all__ = [
     "AttentionLossOutput",
     "AttentionTerms",
+    "ClassificationLoss",
     "DiscriminativeAttentionLoss",
     "attention_mask",
+    "classification_loss",
     "consistency_loss",
     "normalize_maps",
     "soft_iou",
+    "spatial_softmax",
 ]
 
 
 def normalize_maps(maps: Tensor, mode: str = "max", eps: float = 1e-8) -> Tensor:
-    """Divide each ``H x W`` map of ``... x H x W`` by its max (or sum) plus ``eps`` ("1/Z")."""
+    """Normalise each ``H x W`` map of ``... x H x W`` ("1/Z" of Eq. 6-8).
+
+    ``max``/``sum``: divide the (non-negative) map by its max/sum plus ``eps``; ``none``: as is;
+    ``softmax``: ``spatial_softmax`` (pass the map before its ReLU).
+    """
     if mode == "none":
         return maps
+    if mode == "softmax":
+        return spatial_softmax(maps, eps=eps)
     if mode == "max":
         scale = maps.amax(dim=(-2, -1), keepdim=True)
     elif mode == "sum":
         scale = maps.sum(dim=(-2, -1), keepdim=True)
     else:
-        raise ValueError(f"normalize must be one of max, sum, none, got {mode!r}")
+        raise ValueError(f"normalize must be one of max, sum, softmax, none, got {mode!r}")
     return maps / (scale + eps)
+
+
+def spatial_softmax(maps: Tensor, *, eps: float = 1e-8) -> Tensor:
+    """Softmax over the ``H x W`` pixels of each standardised map ``... x H x W``.
+
+    ``softmax((A - mean A) / sqrt(var A + eps^2))``: invariant to the map's scale and offset
+    (as max-normalisation is to its scale), positive everywhere and summing to 1, so a map can
+    never vanish; a constant map becomes uniform. Meant for maps before the ReLU.
+    """
+    flat = maps.flatten(-2)
+    var, mean = torch.var_mean(flat, dim=-1, correction=0, keepdim=True)
+    z = (flat - mean) / torch.sqrt(var + eps * eps)
+    return z.softmax(dim=-1).unflatten(-1, maps.shape[-2:])
 
 
 def attention_mask(last_target: Tensor, *, sigma: float = 0.55, omega: float = 100.0) -> Tensor:
@@ -80,6 +102,13 @@ def consistency_loss(
     return alpha - inside / (inner_target.sum(dim=(-2, -1)) + eps)
 
 
+def classification_loss(logits: Tensor, targets: Tensor, *, multilabel: bool = False) -> Tensor:
+    """``L_cls`` of Eq. 9: cross-entropy, or multi-label soft margin for ``B x C`` multi-hot."""
+    if multilabel:
+        return F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))
+    return F.cross_entropy(logits, targets)
+
+
 def _at_least_float32(x: Tensor) -> Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
@@ -94,6 +123,7 @@ class AttentionTerms(NamedTuple):
     consistency: Tensor  # B
     valid: Tensor  # B bool: has a target and a confusing class
     confusing: Tensor  # B confusing class index
+    zero_maps: Tensor  # 2 (inner, last) x 2 (target, confusing) x B bool: ReLU map all zero
 
 
 class AttentionLossOutput(NamedTuple):
@@ -105,6 +135,25 @@ class AttentionLossOutput(NamedTuple):
     siou_inner: Tensor
     siou_last: Tensor
     consistency: Tensor
+
+
+class ClassificationLoss:
+    """The baseline criterion: same call and output as ``DiscriminativeAttentionLoss``.
+
+    ``loss`` is cross-entropy (or multi-label soft margin); the attention parts are zero.
+    """
+
+    def __init__(self, model: nn.Module, multilabel: bool = False) -> None:
+        self.model = model
+        self.multilabel = multilabel
+
+    def __call__(
+        self, x: Tensor, targets: Tensor, *, epoch: float | None = None
+    ) -> AttentionLossOutput:
+        logits = self.model(x)
+        cls = classification_loss(logits, targets, multilabel=self.multilabel)
+        zero = cls.detach().new_zeros(())
+        return AttentionLossOutput(cls, logits, cls, zero, zero, zero)
 
 
 class DiscriminativeAttentionLoss:
@@ -152,6 +201,7 @@ class DiscriminativeAttentionLoss:
         inner, last = layers if layers is not None else (None, None)
         self.layers = resolve_layers(unwrap_model(model), inner=inner, last=last)
         self._pooled_linear: dict[bool, bool] = {}  # by train mode, checked once each
+        self._plain = ClassificationLoss(model, multilabel=self.config.multilabel)  # warm-up
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config}, layers={self.layers})"
@@ -183,17 +233,16 @@ class DiscriminativeAttentionLoss:
         self._check_targets(targets, logits)
         scores = logits.detach()
 
+        cls = classification_loss(logits, targets, multilabel=cfg.multilabel)
         if cfg.multilabel:
             present = targets > 0.5
             valid = present.any(dim=1) & ~present.all(dim=1)
             target_row = present.to(logits.dtype)
             confusing = scores.masked_fill(present, float("-inf")).argmax(dim=1)
-            cls = F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))
         else:
             valid = torch.ones_like(targets, dtype=torch.bool)
             target_row = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
             confusing = scores.scatter(1, targets[:, None], float("-inf")).argmax(dim=1)
-            cls = F.cross_entropy(logits, targets)
         confusing_row = F.one_hot(confusing, logits.shape[1]).to(logits.dtype)
         cotangents = torch.stack([target_row, confusing_row])  # 2 x B x C
 
@@ -212,8 +261,13 @@ class DiscriminativeAttentionLoss:
                 fold_classes=folds_classes_well(self.model),
             )
         # 2 x B x h x w maps (target, confusing); losses in float32 at least (autocast-safe).
-        maps_inner = _at_least_float32(self.attention(capture[inner], grad_inner))
-        maps_last = _at_least_float32(self.attention(capture[last], grad_last))
+        # Softmax normalisation takes the map before its ReLU (it cannot vanish).
+        attend = self.attention.combine if cfg.normalize == "softmax" else self.attention
+        maps_inner = _at_least_float32(attend(capture[inner], grad_inner))
+        maps_last = _at_least_float32(attend(capture[last], grad_last))
+        zero_maps = torch.stack(
+            [(m.detach().amax(dim=(-2, -1)) <= 0) for m in (maps_inner, maps_last)]
+        )
         maps_inner = normalize_maps(maps_inner, cfg.normalize, cfg.eps)
         maps_last = normalize_maps(maps_last, cfg.normalize, cfg.eps)
 
@@ -230,9 +284,16 @@ class DiscriminativeAttentionLoss:
             consistency=consistency_loss(maps_inner[0], mask_inner, alpha=cfg.alpha, eps=cfg.eps),
             valid=valid,
             confusing=confusing,
+            zero_maps=zero_maps,
         )
 
-    def __call__(self, x: Tensor, targets: Tensor) -> AttentionLossOutput:
+    def __call__(
+        self, x: Tensor, targets: Tensor, *, epoch: float | None = None
+    ) -> AttentionLossOutput:
+        """Eq. 9 for a batch. ``epoch`` (fractional, from the trainer) applies ``warmup_epochs``:
+        before it only the classification loss is computed and the attention parts are 0."""
+        if epoch is not None and epoch < self.config.warmup_epochs:
+            return self._plain(x, targets)
         terms = self.terms(x, targets)
         # Samples without a target/confusing pair (multi-label edge cases) contribute nothing.
         weight = terms.valid.to(terms.siou_last.dtype)

@@ -25,6 +25,8 @@ from torch import Tensor, nn
 
 __all__ = [
     "attention_metrics",
+    "attention_report",
+    "format_report",
     "average_precision",
     "classification_metrics",
     "evaluate",
@@ -269,6 +271,8 @@ def _loop(
                     siou_last=terms.siou_last.detach().float(),
                     consistency=terms.consistency.detach().float(),
                     valid=terms.valid,
+                    confusing=terms.confusing,
+                    zero_maps=terms.zero_maps.flatten(0, 1).T,  # B x 4
                 )
             else:
                 with torch.no_grad():
@@ -329,3 +333,135 @@ def attention_metrics(
         loss_options=loss_options,
     )
     return _reduce_attention(parts, max_samples)
+
+
+ZERO_MAP_KEYS = (
+    "zero_target_inner",
+    "zero_confusing_inner",
+    "zero_target_last",
+    "zero_confusing_last",
+)
+
+
+def _means(values: dict[str, Tensor], rows: Tensor) -> dict[str, float]:
+    return {key: v[rows].double().mean().item() for key, v in values.items()}
+
+
+def attention_report(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    method: str = "pixel",
+    class_names: Sequence[str] | None = None,
+    layers: tuple[str, str] | None = None,
+    top_pairs: int = 5,
+    accelerator: Any | None = None,
+    max_samples: int | None = None,
+    **loss_options: Any,
+) -> dict[str, Any]:
+    """Attention and accuracy of a single-label classifier on ``loader``: overall, per class and
+    for the most-confused class pairs (what ``discatt metrics`` prints and saves as JSON).
+
+    Every sample is scored once, in eval mode, as by ``attention_metrics`` (same terms, class
+    gradients detached). Besides the soft IoUs and the consistency, the ``zero_*`` shares count
+    maps that are all zero after the ReLU (before normalisation): a confusing-class map switched
+    off everywhere is the trivial way to a low soft IoU.
+
+    Returns:
+        ``{"method", "num_samples", "overall": {...}, "per_class": [...], "confused_pairs":
+        [...]}``. ``overall`` and each ``per_class`` row hold ``top1``, ``siou_inner``,
+        ``siou_last``, ``consistency`` and the four ``zero_*`` shares (rows also ``class``,
+        ``name``, ``samples``); ``confused_pairs`` lists the ``top_pairs`` (true, predicted)
+        pairs with the most errors: ``errors``, their share of the true class and the mean
+        ``siou_last`` of the true class's samples whose confusing class is the predicted one.
+    """
+    gathered, parts = _loop(
+        model,
+        loader,
+        multilabel=False,
+        attention_method=method,
+        attention_max_samples=max_samples,
+        layers=layers,
+        accelerator=accelerator,
+        max_batches=None,
+        classification=True,
+        loss_options=loss_options,
+    )
+    n = len(parts.cat("valid"))
+    if max_samples is not None:
+        n = min(n, max_samples)
+    logits, targets = gathered.cat("logits")[:n], gathered.cat("targets")[:n].long()
+    if targets.ndim != 1:
+        raise ValueError("attention_report needs single-label targets (class indices)")
+    num_classes = logits.shape[1]
+    names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names given for a model with {num_classes} classes")
+    predicted = logits.argmax(dim=1)
+    zero = parts.cat("zero_maps")[:n].bool()
+    values = {
+        "top1": (predicted == targets).double(),
+        **{key: parts.cat(key)[:n] for key in ("siou_inner", "siou_last", "consistency")},
+        **{key: zero[:, i].double() for i, key in enumerate(ZERO_MAP_KEYS)},
+    }
+    everyone = torch.ones(n, dtype=torch.bool)
+    per_class = []
+    for c in range(num_classes):
+        rows = targets == c
+        if rows.any():
+            row = {"class": c, "name": names[c], "samples": int(rows.sum())}
+            per_class.append({**row, **_means(values, rows)})
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    confusion.index_put_((targets, predicted), torch.ones(n, dtype=torch.long), accumulate=True)
+    confusion.fill_diagonal_(0)
+    confusing = parts.cat("confusing")[:n].long()
+    pairs = []
+    errors, order = confusion.flatten().sort(descending=True, stable=True)
+    for count, index in zip(errors.tolist(), order.tolist(), strict=True):
+        if count == 0 or len(pairs) == top_pairs:
+            break
+        true, pred = divmod(index, num_classes)
+        rows = (targets == true) & (confusing == pred)
+        pairs.append(
+            {
+                "true": true,
+                "predicted": pred,
+                "names": [names[true], names[pred]],
+                "errors": count,
+                "error_rate": count / int((targets == true).sum()),
+                "siou_last": values["siou_last"][rows].double().mean().item(),
+            }
+        )
+    return {
+        "method": method,
+        "num_samples": n,
+        "overall": _means(values, everyone),
+        "per_class": per_class,
+        "confused_pairs": pairs,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A short plain-text table of ``attention_report``'s result."""
+    head = (
+        f"{'class':<16} {'n':>6} {'top1':>6} {'sIoU in':>8} {'sIoU last':>9} {'L_ac':>6} "
+        f"{'zero C last':>11}"
+    )
+    lines = [f"attention report ({report['method']} maps, {report['num_samples']} samples)", head]
+
+    def line(name: str, n: int, r: dict[str, float]) -> str:
+        return (
+            f"{name[:16]:<16} {n:>6} {r['top1']:>6.3f} {r['siou_inner']:>8.3f} "
+            f"{r['siou_last']:>9.3f} {r['consistency']:>6.3f} {r['zero_confusing_last']:>11.3f}"
+        )
+
+    lines += [line(r["name"], r["samples"], r) for r in report["per_class"]]
+    lines.append(line("overall", report["num_samples"], report["overall"]))
+    if report["confused_pairs"]:
+        lines.append("most-confused pairs (true -> predicted: errors, rate, sIoU last):")
+        lines += [
+            f"  {p['names'][0]} -> {p['names'][1]}: {p['errors']}, {p['error_rate']:.3f}, "
+            f"{p['siou_last']:.3f}"
+            for p in report["confused_pairs"]
+        ]
+    return "\n".join(lines)

@@ -49,11 +49,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import DataError, build_data, build_loaders, load_splits
-from .losses import AttentionLossOutput, DiscriminativeAttentionLoss
+from .losses import AttentionLossOutput, ClassificationLoss, DiscriminativeAttentionLoss
 from .metrics import evaluate
 from .recipes import dump_recipe, load_recipe
 from .train_config import ModelConfig, OptimConfig, RecipeError, ScheduleConfig, TrainConfig
@@ -184,26 +183,6 @@ def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     return model
 
 
-class ClassificationLoss:
-    """The baseline criterion: same call and output as ``DiscriminativeAttentionLoss``.
-
-    ``loss`` is cross-entropy (or multi-label soft margin); the attention parts are zero.
-    """
-
-    def __init__(self, model: nn.Module, multilabel: bool = False) -> None:
-        self.model = model
-        self.multilabel = multilabel
-
-    def __call__(self, x: Tensor, targets: Tensor) -> AttentionLossOutput:
-        logits = self.model(x)
-        if self.multilabel:
-            cls = F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))
-        else:
-            cls = F.cross_entropy(logits, targets)
-        zero = cls.detach().new_zeros(())
-        return AttentionLossOutput(cls, logits, cls, zero, zero, zero)
-
-
 def build_criterion(model: nn.Module, cfg: TrainConfig) -> Callable[[Tensor, Tensor], Any]:
     """``DiscriminativeAttentionLoss`` when supervised, else ``ClassificationLoss``."""
     if not cfg.supervised:
@@ -295,8 +274,11 @@ def train_step(
     *,
     accelerator: Any | None = None,
     clip_grad: float | None = None,
+    epoch: float | None = None,
 ) -> AttentionLossOutput:
     """Forward + loss, backward (the double backward when supervised), clip, step, zero grad.
+
+    ``epoch`` (fractional) reaches the criterion for the attention warm-up (``warmup_epochs``).
 
     ``criterion`` wraps ``model`` (``DiscriminativeAttentionLoss`` or ``ClassificationLoss``).
     With an ``accelerator`` (and inside ``accelerator.accumulate``), backward, clipping and the
@@ -308,12 +290,12 @@ def train_step(
         # Accelerate autocasts the model's forward; the criterion's class gradients and
         # losses run in the same mixed-precision context (a no-op in full precision).
         with accelerator.autocast():
-            out = criterion(x, targets)
+            out = criterion(x, targets, epoch=epoch)
         accelerator.backward(out.loss)
         if clip_grad is not None and accelerator.sync_gradients:
             accelerator.clip_grad_norm_(model.parameters(), clip_grad)
     else:
-        out = criterion(x, targets)
+        out = criterion(x, targets, epoch=epoch)
         out.loss.backward()
         if clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
@@ -740,6 +722,7 @@ def _train(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> T
                     optimizer,
                     accelerator=accelerator,
                     clip_grad=cfg.optim.clip_grad,
+                    epoch=epoch + state.batch / len(train_loader),
                 )
             state.batch += 1
             meter.update(out)

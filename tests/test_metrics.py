@@ -126,7 +126,8 @@ def test_evaluate_multilabel_and_gather(cifar_model):
     metrics = evaluate(cifar_model, [(x, y)], multilabel=True, accelerator=FakeAccelerator())
     assert {"mAP", "roc_auc", "loss", "siou_inner", "siou_last", "consistency"} <= set(metrics)
     assert metrics["attention_samples"] == 2
-    assert gathered == [["consistency", "siou_inner", "siou_last", "valid"], ["logits", "targets"]]
+    attention_keys = ["confusing", "consistency", "siou_inner", "siou_last", "valid", "zero_maps"]
+    assert gathered == [attention_keys, ["logits", "targets"]]
 
 
 def test_evaluate_rejects_unknown_batches(cifar_model):

@@ -1,0 +1,275 @@
+"""Seeded study: does discriminative attention help on Fashion-MNIST, and when? (issue 7)
+
+Every run trains ``recipes/fashion_mnist_study.yaml`` through the package's trainer with one
+ARM (attention settings only) in one REGIME (training subset and epochs) for one seed, then
+scores the model on the full 10,000-image test set with ``metrics.attention_report`` (pixel
+maps A_px for every arm, so arms compare) and on its own training subset, and appends one JSON
+line to ``--out``. Runs already in ``--out`` are skipped; an interrupted run resumes from its
+last epoch checkpoint. Two shards share the two cores of a small machine:
+
+    python benchmarks/study_fashion_mnist.py --shard 0/2 &
+    python benchmarks/study_fashion_mnist.py --shard 1/2 &
+    python benchmarks/study_report.py            # benchmarks/study/results.jsonl -> STUDY.md
+
+``--regimes``, ``--arms``, ``--seeds`` select runs (default: the main comparison, then the
+variants); ``--set KEY=VALUE`` overrides the base recipe (tests use a tiny image folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "fashion_mnist_study.yaml"
+OUT = ROOT / "benchmarks" / "study" / "results.jsonl"
+
+# Each arm is the recipe's attention section (warmup_fraction: a share of the regime's epochs).
+ARMS: dict[str, dict[str, Any]] = {
+    "baseline": {"method": "none"},
+    "paper_px": {"method": "pixel"},
+    "paper_ch": {"method": "channel"},
+    "softmax_px": {"method": "pixel", "normalize": "softmax"},
+    "weight_0.1": {"method": "pixel", "weights": [0.1, 0.1, 0.1]},
+    "weight_0.3": {"method": "pixel", "weights": [0.3, 0.3, 0.3]},
+    "warmup_px": {"method": "pixel", "warmup_fraction": 0.4},
+    "no_lac": {"method": "pixel", "weights": [1.0, 1.0, 0.0]},
+    "last_only": {"method": "pixel", "weights": [0.0, 1.0, 0.0]},
+    "detached": {"method": "pixel", "grad_mode": "detached"},
+}
+ARM_NOTES = {
+    "baseline": "cross-entropy only",
+    "paper_px": "the paper's defaults: A_px, weights 1/1/1, sigma 0.55, omega 100, exact",
+    "paper_ch": "the paper's defaults with A_ch",
+    "softmax_px": "A_px with `normalize: softmax` (spatial softmax of the pre-ReLU map: "
+    "cannot vanish)",
+    "weight_0.1": "A_px, all three attention weights 0.1",
+    "weight_0.3": "A_px, all three attention weights 0.3",
+    "warmup_px": "A_px, attention terms off for the first 40% of the epochs (`warmup_epochs`)",
+    "no_lac": "A_px without the consistency loss (weights 1/1/0)",
+    "last_only": "A_px, soft IoU at the last layer only (weights 0/1/0)",
+    "detached": "A_px, `grad_mode: detached` (class gradients as constants)",
+}
+# (a) short: like the issue's probe; (b) long on a small subset: the baseline over-fits.
+REGIMES: dict[str, dict[str, int]] = {
+    "short": {"train_samples": 10000, "epochs": 5},
+    "long": {"train_samples": 1000, "epochs": 40},
+}
+MAIN_ARMS = ("baseline", "paper_px", "paper_ch")
+VARIANT_REGIME = "long"  # where a regulariser is most likely to help
+VARIANT_ARMS = ("softmax_px", "weight_0.1", "warmup_px", "last_only", "no_lac", "weight_0.3")
+SEEDS = (1, 2, 3)
+CONFUSED_CLASSES = ("T-shirt/top", "Pullover", "Coat", "Shirt")
+
+
+def planned_runs(
+    regimes: Sequence[str] | None, arms: Sequence[str] | None, seeds: Sequence[int]
+) -> list[tuple[str, str, int]]:
+    """(regime, arm, seed) in run order: the main comparison first, then the variants."""
+    if regimes or arms:
+        return [(r, a, s) for r in regimes or REGIMES for a in arms or ARMS for s in seeds]
+    runs = [(r, a, s) for r in REGIMES for a in MAIN_ARMS for s in seeds]
+    return runs + [(VARIANT_REGIME, a, s) for a in VARIANT_ARMS for s in seeds]
+
+
+def run_config(regime: str, arm: str, seed: int, overrides: Sequence[str], runs_dir: Path):
+    """The ``TrainConfig`` of one run: the base recipe, the regime, the arm, the seed."""
+    from discatt_timm.recipes import load_recipe
+
+    attention = dict(ARMS[arm])
+    epochs = REGIMES[regime]["epochs"]
+    fraction = attention.pop("warmup_fraction", None)
+    if fraction is not None:
+        attention["warmup_epochs"] = fraction * epochs
+    settings: list[Any] = [
+        ("name", f"{regime}-{arm}-seed{seed}"),
+        ("output_dir", str(runs_dir)),
+        ("seed", seed),
+        ("schedule.epochs", epochs),
+        ("data.max_train_samples", REGIMES[regime]["train_samples"]),
+        ("attention", attention),
+        *overrides,
+    ]
+    return load_recipe(RECIPE, settings)
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
+    """Test-set attention report (full test split unless ``test_samples``) and the top-1 on
+    the run's own training subset (eval mode, no augmentation)."""
+    from discatt_timm.data import ImageClassificationDataset, build_transforms, load_splits
+    from discatt_timm.explain import load_model
+    from discatt_timm.metrics import attention_report, evaluate
+
+    model = load_model(str(run_dir))
+    data = dataclasses.replace(cfg.data, max_eval_samples=test_samples)
+    splits = load_splits(data)
+    _, eval_tf, data_config = build_transforms(data, model)
+
+    def loader(table):
+        dataset = ImageClassificationDataset(
+            table,
+            eval_tf,
+            num_classes=splits.num_classes,
+            in_chans=data_config["input_size"][0],
+            random_transform=False,
+        )
+        return torch.utils.data.DataLoader(dataset, batch_size=250, shuffle=False)
+
+    report = attention_report(
+        model, loader(splits.eval), method="pixel", class_names=splits.class_names, top_pairs=5
+    )
+    train = evaluate(model, loader(splits.train), attention=False, topk=(1,))
+    per_class = {row["name"]: row for row in report["per_class"]}
+    confused = [per_class[name] for name in CONFUSED_CLASSES if name in per_class]
+    confused_error = (
+        1 - sum(r["top1"] * r["samples"] for r in confused) / sum(r["samples"] for r in confused)
+        if confused
+        else None
+    )
+    return {
+        "train_top1": train["top1"],
+        "train_samples": train["num_samples"],
+        "test_samples": report["num_samples"],
+        **{f"test_{k}" if k == "top1" else k: v for k, v in report["overall"].items()},
+        "confused_error": confused_error,
+        "per_class_top1": {r["name"]: r["top1"] for r in report["per_class"]},
+        "confused_pairs": report["confused_pairs"],
+    }
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def done_runs(out: Path) -> set[tuple[str, str, int]]:
+    """(regime, arm, seed) of the runs already recorded in ``out``."""
+    if not out.is_file():
+        return set()
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return {(r["regime"], r["arm"], r["seed"]) for r in rows}
+
+
+def run_one(
+    regime: str,
+    arm: str,
+    seed: int,
+    *,
+    out: Path,
+    runs_dir: Path,
+    overrides: Sequence[str] = (),
+    test_samples: int | None = None,
+) -> dict[str, Any]:
+    """Train and score one run; append its JSON line to ``out`` and return it."""
+    from discatt_timm.train import train
+
+    cfg = run_config(regime, arm, seed, overrides, runs_dir)
+    started = time.time()
+    result = train(cfg, resume=True)  # continues an interrupted run from its last checkpoint
+    train_seconds = time.time() - started
+    record = {
+        "regime": regime,
+        "arm": arm,
+        "seed": seed,
+        "attention": cfg.to_dict()["attention"],
+        "train_samples": cfg.data.max_train_samples,
+        "epochs": cfg.schedule.epochs,
+        "git": _git_revision(),
+        "device": f"cpu: {_cpu_model()}, {torch.get_num_threads()} thread(s)",
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        **score(cfg, result.run_dir, test_samples),
+        "wall_s": round(time.time() - started, 1),
+        "train_wall_s": round(train_seconds, 1),
+    }
+    with _locked(out), open(out, "a") as file:
+        file.write(json.dumps(record) + "\n")
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--regimes", nargs="+", choices=list(REGIMES))
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--out", type=Path, default=OUT, help=f"JSON lines (default {OUT})")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "study")
+    parser.add_argument("--shard", default="0/1", help="I/N: run every N-th planned run from I")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--test-samples", type=int, help="score on a test subset (smoke runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs left and stop")
+    args = parser.parse_args(argv)
+    index, count = (int(v) for v in args.shard.split("/"))
+    torch.set_num_threads(args.threads)
+    runs = planned_runs(args.regimes, args.arms, args.seeds)[index::count]
+    left = [run for run in runs if run not in done_runs(args.out)]
+    print(f"{len(runs) - len(left)} of {len(runs)} runs already in {args.out}; {len(left)} left")
+    for regime, arm, seed in left:
+        if args.dry_run:
+            print(f"  {regime} {arm} seed {seed}")
+            continue
+        if (regime, arm, seed) in done_runs(args.out):  # another shard got there first
+            continue
+        record = run_one(
+            regime,
+            arm,
+            seed,
+            out=args.out,
+            runs_dir=args.runs_dir,
+            overrides=args.set,
+            test_samples=args.test_samples,
+        )
+        print(
+            f"{regime} {arm} seed {seed}: test top-1 {record['test_top1']:.4f}, train top-1 "
+            f"{record['train_top1']:.4f}, sIoU last {record['siou_last']:.3f}, "
+            f"{record['wall_s']:.0f} s",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
