@@ -129,14 +129,11 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
-    """Test-set attention report (full test split unless ``test_samples``) and the top-1 on
-    the run's own training subset (eval mode, no augmentation)."""
+def _scoring_data(cfg, model, test_samples: int | None):
+    """(splits, loader factory): the run's training subset and the test split (all of it
+    unless ``test_samples``), each with the model's eval transform (no augmentation)."""
     from discatt_timm.data import ImageClassificationDataset, build_transforms, load_splits
-    from discatt_timm.explain import load_model
-    from discatt_timm.metrics import attention_report, evaluate
 
-    model = load_model(str(run_dir))
     data = dataclasses.replace(cfg.data, max_eval_samples=test_samples)
     splits = load_splits(data)
     _, eval_tf, data_config = build_transforms(data, model)
@@ -151,6 +148,17 @@ def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
         )
         return torch.utils.data.DataLoader(dataset, batch_size=250, shuffle=False)
 
+    return splits, loader
+
+
+def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
+    """Test-set attention report (full test split unless ``test_samples``) and the top-1 on
+    the run's own training subset (eval mode, no augmentation)."""
+    from discatt_timm.explain import load_model
+    from discatt_timm.metrics import attention_report, evaluate
+
+    model = load_model(str(run_dir))
+    splits, loader = _scoring_data(cfg, model, test_samples)
     report = attention_report(
         model, loader(splits.eval), method="pixel", class_names=splits.class_names, top_pairs=5
     )
@@ -171,6 +179,50 @@ def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
         "per_class_top1": {r["name"]: r["top1"] for r in report["per_class"]},
         "confused_pairs": report["confused_pairs"],
     }
+
+
+def make_panels(
+    runs_dir: Path,
+    out_dir: Path,
+    *,
+    regime: str = "short",
+    seed: int = 1,
+    arms: Sequence[str] = ("baseline", "paper_px"),
+    count: int = 3,
+    overrides: Sequence[str] = (),
+) -> list[Path]:
+    """Explain panels (both models, inner and last layer, top-3) of the first ``count`` test
+    images that exactly one of the two arms classifies correctly."""
+    import tempfile
+
+    from discatt_timm.explain import explain, load_model
+
+    models = {arm: load_model(str(runs_dir / f"{regime}-{arm}-seed{seed}")) for arm in arms}
+    cfg = run_config(regime, arms[0], seed, overrides, runs_dir)
+    splits, loader = _scoring_data(cfg, models[arms[0]], None)
+    with torch.no_grad():
+        predictions = [
+            torch.cat([model(x).argmax(dim=1) for x, _ in loader(splits.eval)])
+            for model in models.values()
+        ]
+    labels = torch.tensor(splits.eval["label"])
+    right = [p == labels for p in predictions]
+    picked = torch.nonzero(right[0] != right[1]).flatten()[:count].tolist()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.png"):
+        stale.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for index in picked:
+            name = splits.class_names[int(labels[index])].replace("/", "-").lower()
+            path = Path(tmp) / f"test{index}_{name}.png"
+            splits.eval[index]["image"].save(path)
+            paths.append(path)
+        true = [splits.class_names[int(labels[i])] for i in picked]
+        panels = explain(
+            models, paths, topk=3, layer=["inner", "last"], labels=true, out_dir=out_dir
+        )
+    return [panel.path for panel in panels]
 
 
 @contextlib.contextmanager
@@ -214,7 +266,6 @@ def run_one(
         "arm": arm,
         "seed": seed,
         "attention": cfg.to_dict()["attention"],
-        "train_samples": cfg.data.max_train_samples,
         "epochs": cfg.schedule.epochs,
         "git": _git_revision(),
         "device": f"cpu: {_cpu_model()}, {torch.get_num_threads()} thread(s)",
@@ -241,7 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-samples", type=int, help="score on a test subset (smoke runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--dry-run", action="store_true", help="list the runs left and stop")
+    parser.add_argument(
+        "--panels",
+        action="store_true",
+        help="only draw benchmarks/study/panels/ from the short regime's seed-1 baseline and "
+        "paper_px runs",
+    )
     args = parser.parse_args(argv)
+    if args.panels:
+        torch.set_num_threads(args.threads)
+        for path in make_panels(args.runs_dir, args.out.parent / "panels", overrides=args.set):
+            print(path)
+        return 0
     index, count = (int(v) for v in args.shard.split("/"))
     torch.set_num_threads(args.threads)
     runs = planned_runs(args.regimes, args.arms, args.seeds)[index::count]

@@ -16,7 +16,8 @@ from discatt_timm import (
     soft_iou,
 )
 from discatt_timm.config import AttentionLossConfig
-from discatt_timm.losses import normalize_maps
+from discatt_timm import attention_maps
+from discatt_timm.losses import normalize_maps, spatial_softmax
 
 
 def positive_maps(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -98,6 +99,76 @@ class Bound(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.net, self.params, (x,))
+
+
+def test_spatial_softmax_cannot_vanish_and_ignores_scale():
+    maps = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    out = spatial_softmax(maps)
+    assert torch.allclose(out.sum(dim=(-2, -1)), torch.ones(2, 3, dtype=torch.float64))
+    assert (out > 0).all()
+    assert torch.allclose(spatial_softmax(7 * maps + 3), out)  # scale and offset invariant
+    assert torch.equal(normalize_maps(maps, "softmax"), out)
+    constant = torch.zeros(1, 4, 4, dtype=torch.float64, requires_grad=True)
+    uniform = spatial_softmax(constant)
+    assert torch.allclose(uniform, torch.full_like(uniform, 1 / 16))
+    uniform.pow(2).sum().backward()
+    assert torch.isfinite(constant.grad).all()
+    assert torch.autograd.gradcheck(spatial_softmax, (maps,))
+    assert torch.autograd.gradgradcheck(spatial_softmax, (maps,))
+
+
+@pytest.mark.parametrize("method", ["pixel", "channel"])
+def test_softmax_normalisation_loss_gradcheck(method):
+    """With ``normalize='softmax'`` (pre-ReLU maps) the exact double backward is right too."""
+    torch.manual_seed(1)
+    net = TinyCNN().double()
+    names = [n for n, _ in net.named_parameters()]
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    targets = torch.tensor([1, 0])
+
+    def total(*params: torch.Tensor) -> torch.Tensor:
+        bound = Bound(net, dict(zip(names, params, strict=True)))
+        criterion = DiscriminativeAttentionLoss(
+            bound,
+            method=method,
+            layers=("net.layer1", "net.layer2"),
+            normalize="softmax",
+            omega=5.0,
+            detach_mask=False,
+        )
+        out = criterion(x, targets)
+        assert (out.siou_last > 0) and (out.siou_inner > 0)  # softmax maps overlap everywhere
+        return out.loss
+
+    params = tuple(p.detach().clone().requires_grad_() for p in net.parameters())
+    assert torch.autograd.gradcheck(total, params, atol=1e-6, rtol=1e-4)
+
+
+def test_zero_map_flags_match_the_maps():
+    criterion = resnet_loss()
+    x, y = batch(64, n=6, seed=4), torch.tensor([0, 1, 2, 3, 4, 5])
+    terms = criterion.terms(x, y)
+    assert terms.zero_maps.shape == (2, 2, 6) and terms.zero_maps.dtype == torch.bool
+    pair = torch.stack([y, terms.confusing], dim=1)
+    model = criterion.model
+    for row, layer in enumerate(("inner", "last")):
+        maps = attention_maps(model, x, pair, method="pixel", layer=layer)  # 6 x 2 x h x w
+        zero = maps.amax(dim=(-2, -1)) <= 0
+        assert torch.equal(terms.zero_maps[row], zero.T)
+
+
+def test_warmup_computes_only_the_classification_loss_before_it_ends():
+    criterion = resnet_loss(warmup_epochs=1.5)
+    x, y = batch(64, n=4, seed=5), torch.tensor([0, 1, 2, 3])
+    early = criterion(x, y, epoch=1.2)
+    assert early.loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(early.logits, y).item()
+    )
+    assert early.siou_inner == early.siou_last == early.consistency == 0
+    assert criterion._pooled_linear == {}  # no attention computed at all
+    late, always = criterion(x, y, epoch=1.5), criterion(x, y)
+    assert late.siou_last > 0 and late.consistency > 0
+    assert late.loss.item() == pytest.approx(always.loss.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("method", ["pixel", "channel", "gradcam"])
@@ -208,6 +279,7 @@ def test_bf16_autocast_on_cpu_is_finite():
         ({"weights": (1.0, -1.0, 1.0)}, "weights must be three"),
         ({"sigma": 0.0}, "sigma"),
         ({"normalize": "l2"}, "normalize must be one of"),
+        ({"warmup_epochs": -1.0}, "warmup_epochs must be a finite number >= 0"),
     ],
 )
 def test_bad_settings_name_the_field(kwargs, message):

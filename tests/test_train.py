@@ -280,3 +280,18 @@ def test_cli_train_runs_a_recipe_file(tiny_data, tmp_path, capsys):
     assert (run / "attention_maps.png").is_file() and (run / "metrics.json").is_file()
     out = capsys.readouterr().out
     assert "epoch 1/1 | step 3 | loss" in out and "eval top1" in out
+
+
+def test_attention_warmup_switches_the_terms_on_after_its_epochs(tiny_data, tmp_path):
+    cfg = config(
+        tiny_data,
+        tmp_path,
+        attention={"method": "pixel", "warmup_epochs": 1.0},
+        eval={"attention": False},
+        checkpoint={"every_epoch": False},
+    )
+    result = train(cfg)
+    records = [json.loads(line) for line in (result.run_dir / "logs" / "metrics.jsonl").open()]
+    siou = [r["train/siou_last"] for r in records if "train/siou_last" in r]
+    assert len(siou) == 6  # 3 steps per epoch, logged every step
+    assert siou[:3] == [0.0, 0.0, 0.0] and all(v > 0 for v in siou[3:])

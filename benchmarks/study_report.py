@@ -1,0 +1,247 @@
+"""Write ``benchmarks/STUDY.md`` from the study's JSON lines (no hand-typed numbers).
+
+    python benchmarks/study_report.py [--results benchmarks/study/results.jsonl]
+                                      [--out benchmarks/STUDY.md] [--check]
+
+``--check`` exits 1 when the file on disk differs from what the results give (the test suite
+runs it). Everything below the title is computed here from the records: per regime and arm the
+mean and sample standard deviation over seeds, the paired per-seed differences to the baseline
+(same seed, same data subset, same initialisation), and a verdict whose sign must hold in every
+seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "study" / "results.jsonl"
+REPORT = HERE / "STUDY.md"
+PANELS = HERE / "study" / "panels"
+sys.path.insert(0, str(HERE))
+from study_fashion_mnist import ARM_NOTES, ARMS, REGIMES  # noqa: E402
+
+BASELINE = "baseline"
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The records of ``path``; a later record of the same (regime, arm, seed) wins."""
+    records: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            records[(row["regime"], row["arm"], row["seed"])] = row
+    return list(records.values())
+
+
+def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values) * scale
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 3) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def paired_differences(rows: list[dict[str, Any]], base: list[dict[str, Any]], key: str):
+    """Per-seed ``row[key] - baseline[key]`` over the seeds both have, in seed order."""
+    by_seed = {r["seed"]: r[key] for r in base}
+    return [
+        r[key] - by_seed[r["seed"]]
+        for r in sorted(rows, key=lambda r: r["seed"])
+        if r["seed"] in by_seed
+    ]
+
+
+def verdict(diffs: Sequence[float]) -> str:
+    """``better``/``worse`` only when every seed agrees (and there are >= 3), else ``mixed``."""
+    if len(diffs) < 3:
+        return f"too few seeds ({len(diffs)})"
+    if all(d > 0 for d in diffs):
+        return "better in every seed"
+    if all(d < 0 for d in diffs):
+        return "worse in every seed"
+    return "mixed signs"
+
+
+def _arm_order(arms: set[str]) -> list[str]:
+    return [a for a in ARMS if a in arms]
+
+
+def regime_table(regime: str, rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+    """Markdown lines of one regime and the per-arm paired top-1 differences (points)."""
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_arm.setdefault(row["arm"], []).append(row)
+    base = by_arm.get(BASELINE, [])
+    first = rows[0]
+    lines = [
+        f"## Regime `{regime}`: {first['train_samples']} training images, {first['epochs']} epochs",
+        "",
+        f"Test top-1 on the {first['test_samples']} test images, in %; Δ = arm minus baseline "
+        "of the same seed (mean ± std over seeds); `4 conf.` = error in % on T-shirt/top, "
+        "Pullover, Coat and Shirt; sIoU and L_ac of A_px maps (lower = more separated / "
+        "more consistent); `zero C` = % of confusing-class maps that are all zero at the "
+        "inner / last layer.",
+        "",
+        "| arm | seeds | test top-1 | Δ top-1 (paired) | sign | train top-1 | 4 conf. error | "
+        "sIoU inner | sIoU last | L_ac | zero C inner / last | min per run |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    summary: dict[str, Any] = {}
+    for arm in _arm_order(set(by_arm)):
+        arm_rows = sorted(by_arm[arm], key=lambda r: r["seed"])
+        diffs = [] if arm == BASELINE else paired_differences(arm_rows, base, "test_top1")
+        summary[arm] = {"diffs": diffs, "rows": arm_rows}
+        zero = f"{_fmt(_mean(arm_rows, 'zero_confusing_inner'), 100, 1)} / " + _fmt(
+            _mean(arm_rows, "zero_confusing_last"), 100, 1
+        )
+        lines.append(
+            f"| {arm} | {len(arm_rows)} | {_mean_std([r['test_top1'] for r in arm_rows], 100)} | "
+            f"{_mean_std(diffs, 100) if diffs else '-'} | "
+            f"{verdict(diffs) if arm != BASELINE else '-'} | "
+            f"{_mean_std([r['train_top1'] for r in arm_rows], 100)} | "
+            f"{_fmt(_mean(arm_rows, 'confused_error'), 100, 2)} | "
+            f"{_fmt(_mean(arm_rows, 'siou_inner'))} | {_fmt(_mean(arm_rows, 'siou_last'))} | "
+            f"{_fmt(_mean(arm_rows, 'consistency'))} | {zero} | "
+            f"{_fmt(_mean(arm_rows, 'wall_s'), 1 / 60, 1)} |"
+        )
+    lines += ["", "Per-seed test top-1 (%):", ""]
+    seeds = sorted({r["seed"] for r in rows})
+    lines += [
+        "| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "| --- |" + " ---: |" * len(seeds),
+    ]
+    for arm in _arm_order(set(by_arm)):
+        values = {r["seed"]: r["test_top1"] for r in by_arm[arm]}
+        cells = [f"{values[s] * 100:.2f}" if s in values else "-" for s in seeds]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines, summary
+
+
+def findings(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """Plain sentences computed from the summaries: one per arm and regime, then the maps."""
+    lines = ["## What the evidence shows", ""]
+    for regime, summary in summaries.items():
+        for arm, info in summary.items():
+            diffs = info["diffs"]
+            if arm == BASELINE or not diffs:
+                continue
+            better = sum(d > 0 for d in diffs)
+            lines.append(
+                f"- `{regime}`, {arm}: {statistics.fmean(diffs) * 100:+.2f} points of test top-1 "
+                f"against the baseline (paired, {better} of {len(diffs)} seeds better): "
+                f"{verdict(diffs)}."
+            )
+    lines.append("")
+    for regime, summary in summaries.items():
+        base = summary.get(BASELINE)
+        if base is None:
+            continue
+        zero_base = _mean(base["rows"], "zero_confusing_last")
+        siou_base = _mean(base["rows"], "siou_last")
+        parts = []
+        for arm in ("paper_px", "paper_ch", "softmax_px"):
+            if arm in summary:
+                rows = summary[arm]["rows"]
+                parts.append(
+                    f"{arm} {_fmt(_mean(rows, 'siou_last'))} with "
+                    f"{_fmt(_mean(rows, 'zero_confusing_last'), 100, 1)}% all-zero maps"
+                )
+        if parts:
+            lines.append(
+                f"- `{regime}`: last-layer sIoU of A_px maps: baseline {_fmt(siou_base)} with "
+                f"{_fmt(zero_base, 100, 1)}% all-zero confusing-class maps; "
+                + "; ".join(parts)
+                + "."
+            )
+    lines.append("")
+    return lines
+
+
+def render(records: list[dict[str, Any]], panels: Sequence[Path] = ()) -> str:
+    """The whole of STUDY.md for ``records`` (and the panel images, relative to benchmarks/)."""
+    regimes = [r for r in REGIMES if any(row["regime"] == r for row in records)]
+    devices = sorted({row["device"] for row in records})
+    revisions = sorted({row["git"] for row in records})
+    dates = sorted({row["date"] for row in records})
+    lines = [
+        "# Study: does discriminative attention help on Fashion-MNIST? (issue 7)",
+        "",
+        "Generated by `python benchmarks/study_report.py` from "
+        f"`benchmarks/study/results.jsonl` ({len(records)} runs); do not edit by hand. The runs: "
+        "`python benchmarks/study_fashion_mnist.py --shard 0/2 & python "
+        "benchmarks/study_fashion_mnist.py --shard 1/2` (resumable; see its docstring).",
+        "",
+        "Setup: `recipes/fashion_mnist_study.yaml` (cifar_resnet20 with one input channel, from "
+        "scratch; SGD momentum 0.9, lr 0.1, one warm-up epoch then cosine; batch 64; "
+        "pad-crop + flip), the training subset is the same for every seed (seed 0 subset), the "
+        "seed sets initialisation, order and augmentation; each run is scored on the full "
+        "test split with pixel maps A_px for every arm.",
+        "",
+        f"Device: {'; '.join(devices)}. Revisions: {', '.join(revisions)}. "
+        f"Dates: {', '.join(dates)}.",
+        "",
+        "| arm | what differs from the baseline |",
+        "| --- | --- |",
+    ]
+    arms = _arm_order({row["arm"] for row in records})
+    lines += [f"| {arm} | {ARM_NOTES[arm]} |" for arm in arms]
+    lines.append("")
+    summaries = {}
+    for regime in regimes:
+        table, summaries[regime] = regime_table(
+            regime, [row for row in records if row["regime"] == regime]
+        )
+        lines += table
+    lines += findings(summaries)
+    if panels:
+        lines += [
+            "## Where the arms disagree",
+            "",
+            "Test images on which the baseline and paper_px (regime `short`, seed 1) disagree; "
+            "rows: each model at the inner and the last layer, A_px maps of its top-3 classes "
+            "(true class framed). Made by `python benchmarks/study_fashion_mnist.py --panels`.",
+            "",
+        ]
+        lines += [f"![{p.stem}]({p.as_posix()})" for p in panels]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=REPORT)
+    parser.add_argument("--check", action="store_true", help="compare with --out, write nothing")
+    args = parser.parse_args(argv)
+    panel_dir = args.out.parent / "study" / "panels"
+    panels = sorted(p.relative_to(args.out.parent) for p in panel_dir.glob("*.png"))
+    text = render(read_results(args.results), panels)
+    if args.check:
+        same = args.out.is_file() and args.out.read_text() == text
+        print(f"{args.out}: {'up to date' if same else 'differs from ' + str(args.results)}")
+        return 0 if same else 1
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
