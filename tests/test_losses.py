@@ -11,12 +11,12 @@ from torch.func import functional_call
 
 from discatt_timm import (
     DiscriminativeAttentionLoss,
+    attention_maps,
     attention_mask,
     consistency_loss,
     soft_iou,
 )
 from discatt_timm.config import AttentionLossConfig
-from discatt_timm import attention_maps
 from discatt_timm.losses import normalize_maps, spatial_softmax
 
 
