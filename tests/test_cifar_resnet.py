@@ -118,7 +118,7 @@ def test_output_shapes(r20, x32):
 
 def test_in_chans_1_and_28px():
     model = timm.create_model("cifar_resnet20", in_chans=1).eval()
-    assert model.conv1.in_channels == 1
+    assert model.conv1.in_channels == model.in_chans == 1  # timm reads in_chans
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert model(x).shape == (2, 10)

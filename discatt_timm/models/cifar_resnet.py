@@ -185,6 +185,7 @@ class CifarResNet(nn.Module):
             raise ValueError(f"layers must be three positive block counts, got {tuple(layers)}")
         dd = {"device": device, "dtype": dtype}
         self.num_classes = num_classes
+        self.in_chans = in_chans  # read by timm (save_for_hf, resolve_data_config)
         self.drop_rate = drop_rate
         self.shortcut = shortcut
         self.grad_checkpointing = False
