@@ -72,10 +72,12 @@ def verdict(diffs: Sequence[float]) -> str:
     """``better``/``worse`` only when every seed agrees (and there are >= 3), else ``mixed``."""
     if len(diffs) < 3:
         return f"too few seeds ({len(diffs)})"
+    # One-sided sign test: the chance that n seeds all share a sign when the arm does nothing.
+    p = f"sign test p = {0.5 ** len(diffs):.3g}"
     if all(d > 0 for d in diffs):
-        return "better in every seed"
+        return f"better in every seed ({p})"
     if all(d < 0 for d in diffs):
-        return "worse in every seed"
+        return f"worse in every seed ({p})"
     return "mixed signs"
 
 
@@ -154,6 +156,12 @@ def findings(summaries: dict[str, dict[str, Any]]) -> list[str]:
         base = summary.get(BASELINE)
         if base is None:
             continue
+        train, test = _mean(base["rows"], "train_top1"), _mean(base["rows"], "test_top1")
+        lines.append(
+            f"- `{regime}`: the baseline reaches {_fmt(train, 100, 2)}% top-1 on its training "
+            f"images and {_fmt(test, 100, 2)}% on the test set (gap "
+            f"{_fmt(train - test, 100, 2)} points)."
+        )
         zero_base = _mean(base["rows"], "zero_confusing_last")
         siou_base = _mean(base["rows"], "siou_last")
         parts = []

@@ -97,11 +97,24 @@ def test_warmup_arm_is_a_share_of_the_regime_epochs(tmp_path):
 
 
 def test_verdict_needs_every_seed():
-    assert study_report.verdict([0.1, 0.2, 0.3]) == "better in every seed"
-    assert study_report.verdict([-0.1, -0.2, -0.3]) == "worse in every seed"
+    assert study_report.verdict([0.1, 0.2, 0.3]) == "better in every seed (sign test p = 0.125)"
+    assert (
+        study_report.verdict([-0.1, -0.2, -0.3, -1]) == "worse in every seed (sign test p = 0.0625)"
+    )
     assert study_report.verdict([0.1, -0.2, 0.3]) == "mixed signs"
     assert study_report.verdict([0.1, 0.2]) == "too few seeds (2)"
 
 
 def test_committed_report_is_reproduced_from_the_committed_results(capsys):
     assert study_report.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_the_named_recipe_trains_exactly_what_the_study_measured(tmp_path):
+    from discatt_timm.recipes import load_recipe, recipe_diff
+
+    measured = study.run_config("short", "softmax_px", 1, [], tmp_path)
+    named = load_recipe("fashion_mnist_softmax_px")
+    differ = set(recipe_diff(measured, named))
+    bookkeeping = {"name", "description", "output_dir", "data.max_eval_samples"}
+    assert differ - bookkeeping <= {k for k in differ if k.startswith(("eval.", "checkpoint."))}
+    assert named.attention.normalize == "softmax" and named.attention.method == "pixel"
