@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU-capable PyTorch build these machines keep on disk; a user may install any torch >= 2.1.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint format bench clean demo
+.PHONY: install test lint format bench study clean demo
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,23 @@ demo: install $(FASHION_MNIST)
 		--set output_dir=$(dir $(DEMO_RUN)) accelerate.cpu=true
 	@echo "checkpoint: $$(cat $(DEMO_RUN)/checkpoints/latest)  metrics: $(DEMO_RUN)/metrics.json  maps: $(DEMO_RUN)/attention_maps.png"
 	@cat $(DEMO_RUN)/metrics.json
+
+# Speed (issue 3): each script prints ratios to a baseline timed in the same run (< 5 min each).
+bench: install
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/step_overhead.py --threads 1
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/cam_throughput.py
+
+# The seeded study (issue 7): two shards on the two cores, resumable, then STUDY.md.
+study: install $(FASHION_MNIST)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py --shard 0/2 & \
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py --shard 1/2; wait
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py \
+		--regimes short --arms baseline softmax_px --seeds 1 2 3 4 5
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py \
+		--regimes long --arms baseline last_only --seeds 1 2 3 4 5
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py \
+		--regimes long --arms detached
+	$(BIN)/python benchmarks/study_report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
