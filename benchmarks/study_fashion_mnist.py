@@ -132,23 +132,16 @@ def _cpu_model() -> str:
 def _scoring_data(cfg, model, test_samples: int | None):
     """(splits, loader factory): the run's training subset and the test split (all of it
     unless ``test_samples``), each with the model's eval transform (no augmentation)."""
-    from discatt_timm.data import ImageClassificationDataset, build_transforms, load_splits
+    from discatt_timm.data import build_data, load_splits
 
-    data = dataclasses.replace(cfg.data, max_eval_samples=test_samples)
+    data = dataclasses.replace(cfg.data, max_eval_samples=test_samples, augment="none")
     splits = load_splits(data)
-    _, eval_tf, data_config = build_transforms(data, model)
+    bundle = build_data(data, model, splits)  # augment none: both splits eval-transformed
 
-    def loader(table):
-        dataset = ImageClassificationDataset(
-            table,
-            eval_tf,
-            num_classes=splits.num_classes,
-            in_chans=data_config["input_size"][0],
-            random_transform=False,
-        )
+    def loader(dataset):
         return torch.utils.data.DataLoader(dataset, batch_size=250, shuffle=False)
 
-    return splits, loader
+    return splits, bundle, loader
 
 
 def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
@@ -158,11 +151,11 @@ def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
     from discatt_timm.metrics import attention_report, evaluate
 
     model = load_model(str(run_dir))
-    splits, loader = _scoring_data(cfg, model, test_samples)
+    splits, bundle, loader = _scoring_data(cfg, model, test_samples)
     report = attention_report(
-        model, loader(splits.eval), method="pixel", class_names=splits.class_names, top_pairs=5
+        model, loader(bundle.eval), method="pixel", class_names=splits.class_names, top_pairs=5
     )
-    train = evaluate(model, loader(splits.train), attention=False, topk=(1,))
+    train = evaluate(model, loader(bundle.train), attention=False, topk=(1,))
     per_class = {row["name"]: row for row in report["per_class"]}
     confused = [per_class[name] for name in CONFUSED_CLASSES if name in per_class]
     confused_error = (
@@ -199,10 +192,10 @@ def make_panels(
 
     models = {arm: load_model(str(runs_dir / f"{regime}-{arm}-seed{seed}")) for arm in arms}
     cfg = run_config(regime, arms[0], seed, overrides, runs_dir)
-    splits, loader = _scoring_data(cfg, models[arms[0]], None)
+    splits, bundle, loader = _scoring_data(cfg, models[arms[0]], None)
     with torch.no_grad():
         predictions = [
-            torch.cat([model(x).argmax(dim=1) for x, _ in loader(splits.eval)])
+            torch.cat([model(x).argmax(dim=1) for x, _ in loader(bundle.eval)])
             for model in models.values()
         ]
     labels = torch.tensor(splits.eval["label"])

@@ -569,6 +569,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """``--device``: the named device, default CUDA when available, else the CPU
+    (``ExplainError`` for a bad name or a CUDA device that is not there)."""
+    try:
+        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as err:
+        raise ExplainError(f"--device: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ExplainError("--device cuda: no CUDA device is available; use --device cpu")
+    return device
+
+
 def _title(spec: str, checkpoint: str | None) -> str:
     base = spec.removeprefix("local-dir:").removeprefix("hf-hub:").rstrip("/\\")
     base = Path(base).name if Path(base).is_dir() or "/" in base else base
@@ -578,12 +590,7 @@ def _title(spec: str, checkpoint: str | None) -> str:
 def _run(args: argparse.Namespace) -> list[Panel]:
     if args.compare_checkpoint and not args.compare:
         raise ExplainError("--compare-checkpoint needs --compare")
-    try:
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as err:
-        raise ExplainError(f"--device: {err}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ExplainError("--device cuda: no CUDA device is available; use --device cpu")
+    device = resolve_device(args.device)
     specs = [(args.model, args.checkpoint)]
     if args.compare:
         specs.append((args.compare, args.compare_checkpoint))

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import DataError, ImageClassificationDataset, build_transforms, load_splits
-from .explain import ExplainError, load_model
-from .metrics import attention_report, format_report
+from .data import DataError, ImageClassificationDataset, build_data, load_splits
+from .explain import ExplainError, load_model, resolve_device
+from .metrics import attention_report
 from .train_config import DataConfig
 
-__all__ = ["add_arguments", "load_eval_dataset", "measure", "run"]
+__all__ = ["add_arguments", "format_report", "load_eval_dataset", "measure", "run"]
 
 EXIT_ERROR = 2
 
@@ -70,15 +70,7 @@ def load_eval_dataset(
             f"the model has {num_classes} classes, the data {data!r} has {splits.num_classes} "
             f"({', '.join(splits.class_names[:5])}{', ...' if splits.num_classes > 5 else ''})"
         )
-    _, eval_tf, data_config = build_transforms(cfg, model)
-    dataset = ImageClassificationDataset(
-        splits.eval,
-        eval_tf,
-        num_classes=splits.num_classes,
-        in_chans=data_config["input_size"][0],
-        random_transform=False,
-    )
-    return dataset, list(splits.class_names)
+    return build_data(cfg, model, splits).eval, list(splits.class_names)
 
 
 def measure(
@@ -100,6 +92,32 @@ def measure(
         model, loader, method=method, class_names=names, layers=layers, top_pairs=top_pairs
     )
     return {"data": data, "split": split, **report}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A short plain-text table of ``measure``'s (``attention_report``'s) result."""
+    head = (
+        f"{'class':<16} {'n':>6} {'top1':>6} {'sIoU in':>8} {'sIoU last':>9} {'L_ac':>6} "
+        f"{'zero C last':>11}"
+    )
+    lines = [f"attention report ({report['method']} maps, {report['num_samples']} samples)", head]
+
+    def line(name: str, n: int, r: dict[str, float]) -> str:
+        return (
+            f"{name[:16]:<16} {n:>6} {r['top1']:>6.3f} {r['siou_inner']:>8.3f} "
+            f"{r['siou_last']:>9.3f} {r['consistency']:>6.3f} {r['zero_confusing_last']:>11.3f}"
+        )
+
+    lines += [line(r["name"], r["samples"], r) for r in report["per_class"]]
+    lines.append(line("overall", report["num_samples"], report["overall"]))
+    if report["confused_pairs"]:
+        lines.append("most-confused pairs (true -> predicted: errors, rate, sIoU last):")
+        lines += [
+            f"  {p['names'][0]} -> {p['names'][1]}: {p['errors']}, {p['error_rate']:.3f}, "
+            f"{p['siou_last']:.3f}"
+            for p in report["confused_pairs"]
+        ]
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -152,8 +170,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.max_samples is not None and args.max_samples < 1:
             raise ExplainError(f"--max-samples must be >= 1, got {args.max_samples}")
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model = load_model(args.model, args.checkpoint).to(device)
+        if args.top_pairs < 0:
+            raise ExplainError(f"--top-pairs must be >= 0, got {args.top_pairs}")
+        model = load_model(args.model, args.checkpoint).to(resolve_device(args.device))
         report = measure(
             model,
             args.data,
@@ -164,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             top_pairs=args.top_pairs,
         )
-    except (ValueError, DataError, ImportError, RuntimeError) as err:
+    except (ValueError, DataError, ImportError) as err:  # ExplainError, registries, data
         print(f"discatt metrics: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_ERROR
     report["model"] = args.model

@@ -26,7 +26,6 @@ from torch import Tensor, nn
 __all__ = [
     "attention_metrics",
     "attention_report",
-    "format_report",
     "average_precision",
     "classification_metrics",
     "evaluate",
@@ -356,7 +355,6 @@ def attention_report(
     layers: tuple[str, str] | None = None,
     top_pairs: int = 5,
     accelerator: Any | None = None,
-    max_samples: int | None = None,
     **loss_options: Any,
 ) -> dict[str, Any]:
     """Attention and accuracy of a single-label classifier on ``loader``: overall, per class and
@@ -380,17 +378,15 @@ def attention_report(
         loader,
         multilabel=False,
         attention_method=method,
-        attention_max_samples=max_samples,
+        attention_max_samples=None,
         layers=layers,
         accelerator=accelerator,
         max_batches=None,
         classification=True,
         loss_options=loss_options,
     )
-    n = len(parts.cat("valid"))
-    if max_samples is not None:
-        n = min(n, max_samples)
-    logits, targets = gathered.cat("logits")[:n], gathered.cat("targets")[:n].long()
+    logits, targets = gathered.cat("logits"), gathered.cat("targets").long()
+    n = len(targets)
     if targets.ndim != 1:
         raise ValueError("attention_report needs single-label targets (class indices)")
     num_classes = logits.shape[1]
@@ -398,10 +394,10 @@ def attention_report(
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names given for a model with {num_classes} classes")
     predicted = logits.argmax(dim=1)
-    zero = parts.cat("zero_maps")[:n].bool()
+    zero = parts.cat("zero_maps").bool()
     values = {
         "top1": (predicted == targets).double(),
-        **{key: parts.cat(key)[:n] for key in ("siou_inner", "siou_last", "consistency")},
+        **{key: parts.cat(key) for key in ("siou_inner", "siou_last", "consistency")},
         **{key: zero[:, i].double() for i, key in enumerate(ZERO_MAP_KEYS)},
     }
     everyone = torch.ones(n, dtype=torch.bool)
@@ -414,7 +410,7 @@ def attention_report(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     confusion.index_put_((targets, predicted), torch.ones(n, dtype=torch.long), accumulate=True)
     confusion.fill_diagonal_(0)
-    confusing = parts.cat("confusing")[:n].long()
+    confusing = parts.cat("confusing").long()
     pairs = []
     errors, order = confusion.flatten().sort(descending=True, stable=True)
     for count, index in zip(errors.tolist(), order.tolist(), strict=True):
@@ -439,29 +435,3 @@ def attention_report(
         "per_class": per_class,
         "confused_pairs": pairs,
     }
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """A short plain-text table of ``attention_report``'s result."""
-    head = (
-        f"{'class':<16} {'n':>6} {'top1':>6} {'sIoU in':>8} {'sIoU last':>9} {'L_ac':>6} "
-        f"{'zero C last':>11}"
-    )
-    lines = [f"attention report ({report['method']} maps, {report['num_samples']} samples)", head]
-
-    def line(name: str, n: int, r: dict[str, float]) -> str:
-        return (
-            f"{name[:16]:<16} {n:>6} {r['top1']:>6.3f} {r['siou_inner']:>8.3f} "
-            f"{r['siou_last']:>9.3f} {r['consistency']:>6.3f} {r['zero_confusing_last']:>11.3f}"
-        )
-
-    lines += [line(r["name"], r["samples"], r) for r in report["per_class"]]
-    lines.append(line("overall", report["num_samples"], report["overall"]))
-    if report["confused_pairs"]:
-        lines.append("most-confused pairs (true -> predicted: errors, rate, sIoU last):")
-        lines += [
-            f"  {p['names'][0]} -> {p['names'][1]}: {p['errors']}, {p['error_rate']:.3f}, "
-            f"{p['siou_last']:.3f}"
-            for p in report["confused_pairs"]
-        ]
-    return "\n".join(lines)

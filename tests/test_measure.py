@@ -134,6 +134,9 @@ def test_cli_table_and_json(folder, checkpoint, tmp_path, capsys):
         (["--data", "FOLDER", "--layers", "layer2,nope"], "nope"),
         (["--data", "FOLDER", "--method", "nope"], "unknown attention method 'nope'"),
         (["--data", "FOLDER", "--max-samples", "0"], "--max-samples must be >= 1"),
+        (["--data", "FOLDER", "--top-pairs", "-1"], "--top-pairs must be >= 0"),
+        (["--data", "FOLDER", "--device", "nope"], "--device"),
+        (["--data", "FOLDER", "--batch-size", "0"], "batch_size"),
     ],
 )
 def test_bad_input_is_one_line(folder, checkpoint, capsys, extra, message, monkeypatch):
