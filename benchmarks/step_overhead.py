@@ -6,8 +6,8 @@ after warm-up rounds; medians over the rounds:
   a. plain     forward, cross-entropy, backward, SGD step;
   b. exact     ``DiscriminativeAttentionLoss`` (the default: double backward), backward, SGD step;
   c. detached  the same with ``grad_mode='detached'`` (class gradients as constants);
-  d. naive     ``naive_reference.naive_attention_loss``: hooks, one ``autograd.grad`` per class
-               and per layer with ``create_graph=True``, no analytic last layer.
+  d. naive     ``discatt_timm.reference.naive_attention_loss``: hooks, one ``autograd.grad``
+               per class and per layer with ``create_graph=True``, no analytic last layer.
 
 Cases: resnet18 at 64 px batch 32 and cifar_resnet56 at 32 px batch 64, 10 classes, random
 weights. Also per step: peak memory above the level before the step (CPU: the allocation and
@@ -25,7 +25,6 @@ import datetime
 import itertools
 import platform
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,11 +36,9 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from naive_reference import naive_attention_loss  # noqa: E402
-
-import discatt_timm  # noqa: E402, F401  (registers cifar_resnet*)
-from discatt_timm import DiscriminativeAttentionLoss, resolve_layers  # noqa: E402
+import discatt_timm  # noqa: F401  (registers cifar_resnet*)
+from discatt_timm import DiscriminativeAttentionLoss, resolve_layers
+from discatt_timm.reference import naive_attention_loss
 
 CASES = {"resnet18": (64, 32), "cifar_resnet56": (32, 64)}  # name: (input px, batch)
 VARIANTS = ("plain", "exact", "detached", "naive")

@@ -130,30 +130,28 @@ def _cpu_model() -> str:
 
 
 def _scoring_data(cfg, model, test_samples: int | None):
-    """(splits, loader factory): the run's training subset and the test split (all of it
+    """(data bundle, loader factory): the run's training subset and the test split (all of it
     unless ``test_samples``), each with the model's eval transform (no augmentation)."""
-    from discatt_timm.data import build_data, load_splits
+    from discatt_timm.data import eval_data
 
-    data = dataclasses.replace(cfg.data, max_eval_samples=test_samples, augment="none")
-    splits = load_splits(data)
-    bundle = build_data(data, model, splits)  # augment none: both splits eval-transformed
+    bundle = eval_data(dataclasses.replace(cfg.data, max_eval_samples=test_samples), model)
 
     def loader(dataset):
         return torch.utils.data.DataLoader(dataset, batch_size=250, shuffle=False)
 
-    return splits, bundle, loader
+    return bundle, loader
 
 
 def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
     """Test-set attention report (full test split unless ``test_samples``) and the top-1 on
     the run's own training subset (eval mode, no augmentation)."""
-    from discatt_timm.explain import load_model
-    from discatt_timm.metrics import attention_report, evaluate
+    from discatt_timm.evaluation import attention_report, evaluate
+    from discatt_timm.loading import load_model
 
     model = load_model(str(run_dir))
-    splits, bundle, loader = _scoring_data(cfg, model, test_samples)
+    bundle, loader = _scoring_data(cfg, model, test_samples)
     report = attention_report(
-        model, loader(bundle.eval), method="pixel", class_names=splits.class_names, top_pairs=5
+        model, loader(bundle.eval), method="pixel", class_names=bundle.class_names, top_pairs=5
     )
     train = evaluate(model, loader(bundle.train), attention=False, topk=(1,))
     per_class = {row["name"]: row for row in report["per_class"]}
@@ -188,17 +186,18 @@ def make_panels(
     images that exactly one of the two arms classifies correctly."""
     import tempfile
 
-    from discatt_timm.explain import explain, load_model
+    from discatt_timm.explain import explain
+    from discatt_timm.loading import load_model
 
     models = {arm: load_model(str(runs_dir / f"{regime}-{arm}-seed{seed}")) for arm in arms}
     cfg = run_config(regime, arms[0], seed, overrides, runs_dir)
-    splits, bundle, loader = _scoring_data(cfg, models[arms[0]], None)
+    bundle, loader = _scoring_data(cfg, models[arms[0]], None)
     with torch.no_grad():
         predictions = [
             torch.cat([model(x).argmax(dim=1) for x, _ in loader(bundle.eval)])
             for model in models.values()
         ]
-    labels = torch.tensor(splits.eval["label"])
+    labels = torch.tensor(bundle.eval.table["label"])
     right = [p == labels for p in predictions]
     picked = torch.nonzero(right[0] != right[1]).flatten()[:count].tolist()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -207,11 +206,11 @@ def make_panels(
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for index in picked:
-            name = splits.class_names[int(labels[index])].replace("/", "-").lower()
+            name = bundle.class_names[int(labels[index])].replace("/", "-").lower()
             path = Path(tmp) / f"test{index}_{name}.png"
-            splits.eval[index]["image"].save(path)
+            bundle.eval.table[index]["image"].save(path)
             paths.append(path)
-        true = [splits.class_names[int(labels[i])] for i in picked]
+        true = [bundle.class_names[int(labels[i])] for i in picked]
         panels = explain(
             models, paths, topk=3, layer=["inner", "last"], labels=true, out_dir=out_dir
         )
@@ -248,7 +247,8 @@ def run_one(
     test_samples: int | None = None,
 ) -> dict[str, Any]:
     """Train and score one run; append its JSON line to ``out`` and return it."""
-    from discatt_timm.train import train
+    from discatt_timm.recipes import config_to_dict
+    from discatt_timm.training import train
 
     cfg = run_config(regime, arm, seed, overrides, runs_dir)
     started = time.time()
@@ -258,7 +258,7 @@ def run_one(
         "regime": regime,
         "arm": arm,
         "seed": seed,
-        "attention": cfg.to_dict()["attention"],
+        "attention": config_to_dict(cfg)["attention"],
         "epochs": cfg.schedule.epochs,
         "git": _git_revision(),
         "device": f"cpu: {_cpu_model()}, {torch.get_num_threads()} thread(s)",

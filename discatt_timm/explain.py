@@ -1,64 +1,49 @@
-"""``explain``: what a timm CNN looks at for its top-k classes, as PNG panels.
+"""``explain``: what a timm model looks at for its top-k classes, as PNG panels.
 
 Python::
 
-    model = load_model("resnet18")                   # pretrained weights (or checkpoint=FILE)
+    model = load_model("resnet18")                   # discatt_timm.loading (or checkpoint=FILE)
     panels = explain(model, ["cat.jpg"], topk=5, layer="both", out_dir="explain")
 
-Command (wired as ``discatt explain`` through ``add_arguments`` and ``run``)::
+Command (``discatt_timm.cli.explain``)::
 
     discatt explain --model resnet18 cat.jpg dog.png --layer both --out explain
 
 Per image, one forward gives the top-k classes and, per (method, layer) row, one more forward
 and one batched backward give all K maps (``attention_maps`` with ``(B, K)`` targets). Images
 are prepared with the model's own eval transform (timm's ``resolve_data_config`` +
-``create_transform``). ``--model`` is a timm name, a ``local-dir:``/``hf-hub:`` name, or a run
-directory of the trainer (``config.json`` + ``model.safetensors``, timm's ``save_for_hf``
-layout, loaded as ``local-dir:``). Bad input (missing or non-image file, unknown model, layer or
-class, unreadable checkpoint, weights not cached while offline) raises ``ExplainError``, a
-one-line ``ValueError``; the command prints it and exits with status 2.
+``create_transform``). Bad input (missing or non-image file, unknown layer or class) raises
+``ExplainError``, a one-line ``UserError``; the command prints it and exits with status 2.
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import timm
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 from torch import Tensor, nn
 
-from .attention import attention_maps, create_attention, unwrap_model
-from .layers import get_submodule, resolve_layers
-from .panels import TILE, Panel, PanelRow
+from .attention import attention_maps, create_attention
+from .errors import ExplainError, close_matches
+from .layers import resolve_layer, unwrap_model
+from .viz import TILE, Panel, PanelRow
 
 __all__ = [
-    "EXIT_ERROR",
     "ExplainError",
     "ImageConversionWarning",
-    "add_arguments",
     "class_names",
     "explain",
-    "load_model",
     "model_transform",
-    "run",
+    "open_image",
 ]
 
-EXIT_ERROR = 2  # the command's exit status for any bad input
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 ImageInput = str | Path | Image.Image
-
-
-class ExplainError(ValueError):
-    """A one-line user error: a file, model, checkpoint, layer or class that cannot be used."""
 
 
 class ImageConversionWarning(UserWarning):
@@ -66,134 +51,7 @@ class ImageConversionWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------------------------------
-# models
-
-
-def _unknown_model(name: str) -> ExplainError:
-    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-    hint = f"close matches: {', '.join(close)}" if close else "see timm.list_models()"
-    return ExplainError(
-        f"unknown model {name!r} ({hint}); --model also takes a run directory, "
-        "local-dir:PATH or hf-hub:REPO"
-    )
-
-
-def _timm_name(spec: str) -> str:
-    """The ``timm.create_model`` name of a model spec, or ``ExplainError`` (checked offline)."""
-    path = Path(spec)
-    if spec.startswith("local-dir:"):
-        path = Path(spec.removeprefix("local-dir:"))
-        if not (path / "config.json").is_file():
-            raise ExplainError(f"{spec}: no config.json in {path} (timm's save_for_hf layout)")
-        return spec
-    if spec.startswith("hf-hub:"):
-        return spec
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ExplainError(
-                f"{spec} is a directory but not a run directory (no config.json); a run "
-                "directory holds config.json and model.safetensors (timm's save_for_hf layout)"
-            )
-        return f"local-dir:{path}"
-    if path.is_file():
-        raise ExplainError(
-            f"{spec} is a file, not a model name: pass the architecture with --model and "
-            "the weights with --checkpoint"
-        )
-    if timm.is_model(spec):
-        return spec
-    if "/" in spec or "\\" in spec:
-        hub = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
-        hint = f" (for a Hub model use hf-hub:{spec})" if hub else ""
-        raise ExplainError(f"{spec}: no such run directory{hint}")
-    raise _unknown_model(spec)
-
-
-def _create(name: str, spec: str, *, pretrained: bool, **kwargs: object) -> nn.Module:
-    """``timm.create_model`` with its errors re-worded to one line."""
-    try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
-    except RuntimeError as err:
-        if str(err).startswith("Unknown model"):  # e.g. an architecture named in a config.json
-            raise _unknown_model(str(err).split("(", 1)[-1].rstrip(")")) from err
-        raise
-    except OSError as err:  # hub offline / not cached / not found; URL download errors
-        from huggingface_hub.errors import RepositoryNotFoundError
-
-        if isinstance(err, RepositoryNotFoundError):
-            raise ExplainError(f"{spec}: no such model repository on the Hugging Face Hub") from err
-        what = "pretrained weights" if pretrained else "config"
-        raise ExplainError(
-            f"cannot get the {what} of {spec!r}: offline or not in the local cache "
-            f"({type(err).__name__}); pass --checkpoint FILE (checkpoint= in Python) to load "
-            "local weights without downloading"
-        ) from err
-
-
-def _read_checkpoint(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise ExplainError(f"checkpoint {path}: no such file")
-    try:
-        state = timm.models.load_state_dict(str(path), weights_only=True)
-    except Exception as err:  # safetensors header, unpickling, zip errors: all one message
-        raise ExplainError(
-            f"cannot read checkpoint {path}: neither a safetensors file nor a torch.save'd "
-            f"state_dict ({type(err).__name__}: {' '.join(str(err).split())[:120]})"
-        ) from err
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ExplainError(f"checkpoint {path} holds no state_dict of tensors")
-    return dict(state)
-
-
-def _classifier_rows(model: nn.Module, state: Mapping[str, Tensor]) -> int | None:
-    """Number of classes in ``state``'s classifier weight (name from ``pretrained_cfg``)."""
-    head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
-    heads = head if isinstance(head, list | tuple) else [head]
-    for name in heads:
-        weight = state.get(f"{name}.weight") if name else None
-        if weight is not None and weight.ndim >= 1:
-            return int(weight.shape[0])
-    return None
-
-
-def load_model(spec: str, checkpoint: str | Path | None = None) -> nn.Module:
-    """An eval-mode timm model from a name, ``local-dir:``/``hf-hub:`` name or run directory.
-
-    Without ``checkpoint`` the pretrained weights are loaded (downloaded unless cached; the
-    run directory's own weights for a run directory). With it, the architecture is built
-    without weights (``pretrained=False``, nothing downloaded for a timm name) with the
-    checkpoint's number of classes, and the checkpoint is loaded strictly: a ``.safetensors``
-    file or a ``torch.save`` d state_dict, possibly under a ``state_dict``/``model`` key (EMA
-    weights win when present, as in timm). Errors are one-line ``ExplainError`` s.
-    """
-    name = _timm_name(spec)
-    if checkpoint is None:
-        if name.startswith("local-dir:"):
-            folder = Path(name.removeprefix("local-dir:"))
-            if not any((folder / f).is_file() for f in _WEIGHT_FILES):
-                raise ExplainError(
-                    f"{spec}: no weights in {folder} (expected {' or '.join(_WEIGHT_FILES)}); "
-                    "pass --checkpoint FILE"
-                )
-        return _create(name, spec, pretrained=True).eval()
-    path = Path(checkpoint)
-    state = _read_checkpoint(path)
-    model = _create(name, spec, pretrained=False)
-    rows = _classifier_rows(model, state)
-    if rows is not None and rows != getattr(model, "num_classes", rows):
-        model = _create(name, spec, pretrained=False, num_classes=rows)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches: the first one is enough
-        first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), "")
-        raise ExplainError(f"checkpoint {path} does not fit {spec}: {first}") from err
-    if result.missing_keys or result.unexpected_keys:
-        raise ExplainError(
-            f"checkpoint {path} does not fit {spec}: {len(result.missing_keys)} missing keys "
-            f"{result.missing_keys[:3]}, {len(result.unexpected_keys)} unexpected keys "
-            f"{result.unexpected_keys[:3]}"
-        )
-    return model.eval()
+# classes and transforms
 
 
 def class_names(model: nn.Module) -> list[str]:
@@ -239,7 +97,7 @@ def model_transform(
 # images, classes, layers
 
 
-def _open_image(item: ImageInput, index: int) -> tuple[str, Image.Image]:
+def open_image(item: ImageInput, index: int) -> tuple[str, Image.Image]:
     if isinstance(item, Image.Image):
         return f"image {index}", item
     path = Path(item)
@@ -287,18 +145,9 @@ def _class_index(label: int | str, names: Sequence[str]) -> int:
     lowered = [n.lower() for n in names]
     if label.lower() in lowered:
         return lowered.index(label.lower())
-    close = difflib.get_close_matches(label, names, n=5)
+    close = close_matches(label, names)
     hint = f"close matches: {', '.join(close)}" if close else "give a class index"
     raise ExplainError(f"unknown class {label!r} ({hint})")
-
-
-def _layer_module(model: nn.Module, layer: str) -> str:
-    """Module name of ``'last'``, ``'inner'`` or a module (one-line ``ValueError`` if absent)."""
-    core = unwrap_model(model)
-    if layer in ("last", "inner"):
-        return getattr(resolve_layers(core), layer)
-    get_submodule(core, layer)
-    return layer
 
 
 def _split(values: str | Sequence[str], what: str) -> list[str]:
@@ -356,7 +205,7 @@ def _explain_model(
         raise ExplainError(f"{len(names)} class names given for a model with {count} classes")
     if not 1 <= topk <= count:
         raise ExplainError(f"topk must be in [1, {count}] for {title}, got {topk}")
-    modules = [(layer, _layer_module(core, layer)) for layer in layers]
+    modules = [(layer, resolve_layer(core, layer)) for layer in layers]
     targets = [None if lab is None else _class_index(lab, names) for lab in labels or []]
     transform, config = model_transform(core, input_size)
     mode = "L" if config["input_size"][0] == 1 else "RGB"
@@ -421,6 +270,19 @@ def _output_paths(sources: Sequence[str], out_dir: Path) -> list[Path]:
     return paths
 
 
+def _views(method: str | Sequence[str], layer: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    """The methods (checked against the registry) and layers (``both`` = inner, last) asked."""
+    methods = _split(method, "attention method")
+    for name in methods:
+        create_attention(name)  # unknown name: a UserError listing the choices
+    layers = [
+        part
+        for name in _split(layer, "layer")
+        for part in (["inner", "last"] if name == "both" else [name])
+    ]
+    return methods, list(dict.fromkeys(layers))
+
+
 def explain(
     model: nn.Module | Mapping[str, nn.Module],
     images: ImageInput | Sequence[ImageInput],
@@ -464,15 +326,7 @@ def explain(
     models = dict(model) if isinstance(model, Mapping) else {_model_title(model): model}
     if not models:
         raise ExplainError("no model given")
-    methods = _split(method, "attention method")
-    for name in methods:
-        create_attention(name)  # unknown name: ValueError listing the choices
-    layers = [
-        part
-        for name in _split(layer, "layer")
-        for part in (["inner", "last"] if name == "both" else [name])
-    ]
-    layers = list(dict.fromkeys(layers))
+    methods, layers = _views(method, layer)
     items = [images] if isinstance(images, str | Path | Image.Image) else list(images)
     if not items:
         raise ExplainError("no images given")
@@ -480,7 +334,7 @@ def explain(
         raise ExplainError(f"{len(labels)} labels given for {len(items)} images; give one each")
     if batch_size < 1:
         raise ExplainError(f"batch size must be positive, got {batch_size}")
-    opened = [_open_image(item, i) for i, item in enumerate(items)]
+    opened = [open_image(item, i) for i, item in enumerate(items)]
     said: set[tuple[str, str]] = set()
     rows: list[list[PanelRow]] = [[] for _ in opened]
     for title, net in models.items():
@@ -508,138 +362,3 @@ def explain(
         Panel(p.source, p.rows, p.save(path, tile=tile, cmap=cmap))
         for p, path in zip(panels, paths, strict=True)
     ]
-
-
-# ---------------------------------------------------------------------------------------------
-# command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``discatt explain`` options to ``parser``."""
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument(
-        "--model",
-        required=True,
-        metavar="NAME_OR_PATH",
-        help="timm name (pretrained weights unless --checkpoint), local-dir:PATH, hf-hub:REPO, "
-        "or a training run directory (config.json + model.safetensors)",
-    )
-    parser.add_argument(
-        "--checkpoint",
-        metavar="FILE",
-        help="weights for --model (.safetensors or a torch state_dict); nothing is downloaded",
-    )
-    parser.add_argument(
-        "--compare", metavar="NAME_OR_PATH", help="a second model, shown in rows below the first"
-    )
-    parser.add_argument("--compare-checkpoint", metavar="FILE", help="weights for --compare")
-    parser.add_argument("--topk", type=int, default=5, help="classes per row (default 5)")
-    parser.add_argument(
-        "--method",
-        action="append",
-        metavar="NAME",
-        help="pixel (default), channel, gradcam or gradcampp; repeat or comma-separate for a "
-        "row each",
-    )
-    parser.add_argument(
-        "--layer",
-        action="append",
-        metavar="LAYER",
-        help="last (default), inner, both, or a module name; repeat or comma-separate",
-    )
-    parser.add_argument(
-        "--label",
-        nargs="+",
-        action="extend",
-        metavar="CLASS",
-        help="true class (index or name) of each image, in order (put after the images)",
-    )
-    parser.add_argument("--out", default="explain", metavar="DIR", help="default ./explain")
-    parser.add_argument(
-        "--input-size", type=int, metavar="PX", help="square input side (default: the model's)"
-    )
-    parser.add_argument("--multilabel", action="store_true", help="sigmoid scores, not softmax")
-    parser.add_argument("--tile-size", type=int, default=TILE, metavar="PX", help="tile side")
-    parser.add_argument("--cmap", default="jet", help="matplotlib colour map (default jet)")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="N")
-    parser.add_argument("--device", default=None, help="default cuda if available, else cpu")
-    parser.epilog = (
-        f"One PNG per image: <stem>_explain.png in --out. Exit status 0, or {EXIT_ERROR} with a "
-        "one-line 'discatt explain: error: ...' on bad input."
-    )
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``--device``: the named device, default CUDA when available, else the CPU
-    (``ExplainError`` for a bad name or a CUDA device that is not there)."""
-    try:
-        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as err:
-        raise ExplainError(f"--device: {err}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ExplainError("--device cuda: no CUDA device is available; use --device cpu")
-    return device
-
-
-def _title(spec: str, checkpoint: str | None) -> str:
-    base = spec.removeprefix("local-dir:").removeprefix("hf-hub:").rstrip("/\\")
-    base = Path(base).name if Path(base).is_dir() or "/" in base else base
-    return f"{Path(checkpoint).stem} ({base})" if checkpoint else base
-
-
-def _run(args: argparse.Namespace) -> list[Panel]:
-    if args.compare_checkpoint and not args.compare:
-        raise ExplainError("--compare-checkpoint needs --compare")
-    device = resolve_device(args.device)
-    specs = [(args.model, args.checkpoint)]
-    if args.compare:
-        specs.append((args.compare, args.compare_checkpoint))
-    for image in args.images:  # fail on a bad file before loading any model
-        _open_image(image, 0)
-    models: dict[str, nn.Module] = {}
-    for spec, checkpoint in specs:
-        title = _title(spec, checkpoint)
-        if title in models:
-            title = f"#2 {title}"
-        models[title] = load_model(spec, checkpoint).to(device)
-    return explain(
-        models,
-        args.images,
-        topk=args.topk,
-        method=args.method or ["pixel"],
-        layer=args.layer or ["last"],
-        labels=args.label,
-        input_size=args.input_size,
-        multilabel=args.multilabel,
-        batch_size=args.batch_size,
-        out_dir=args.out,
-        tile=args.tile_size,
-        cmap=args.cmap,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``discatt explain``: print each panel's path; 0, or ``EXIT_ERROR`` on bad input.
-
-    Errors are one line on stderr (``discatt explain: error: ...``), never a traceback; image
-    conversions are one ``discatt explain: note: ...`` line each.
-    """
-    error, panels = "", []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ImageConversionWarning)
-        try:
-            panels = _run(args)
-        except (ValueError, ImportError) as err:  # ExplainError, layer/method registries
-            error = " ".join(str(err).split()) or type(err).__name__
-    for record in caught:
-        if issubclass(record.category, ImageConversionWarning):
-            print(f"discatt explain: note: {record.message}", file=sys.stderr)
-        else:  # not ours: shown as Python would have shown it
-            warnings.showwarning(record.message, record.category, record.filename, record.lineno)
-    if error:
-        print(f"discatt explain: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    for panel in panels:
-        top = panel.rows[0]
-        print(f"{panel.path}  ({top.model}: {top.names[0]} {top.probs[0]:.3f})")
-    return 0

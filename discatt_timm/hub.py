@@ -11,10 +11,8 @@ uploads (``create_repo`` + ``upload_folder``); it is the only networked call.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,22 +21,17 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
 
+from .errors import PublishError
 from .layers import resolve_layers
 
 __all__ = [
-    "Finding",
+    "METRICS",
     "PublishError",
     "RunInfo",
-    "add_arguments",
     "build_folder",
     "build_model_card",
-    "check_zoo",
     "publish",
     "read_run",
-    "run",
-    "run_check",
-    "hub_add_arguments",
-    "hub_run",
 ]
 
 TEMPLATE = Path(__file__).with_name("templates") / "model_card.md"
@@ -56,10 +49,6 @@ METRICS = {
 }
 # recipe data.source -> Hub dataset id, for sources that are not Hub ids themselves
 DATASET_IDS = {"fashion_mnist": "zalando-datasets/fashion_mnist"}
-
-
-class PublishError(ValueError):
-    """A run that cannot be published, or a missing token: one line saying what to do."""
 
 
 @dataclass(frozen=True)
@@ -320,161 +309,3 @@ def publish(
             commit_message=f"discatt-timm: publish {Path(run_dir).name}",
         )
     return str(url)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Publish a finished run: Hub folder, model card, upload (`--repo-id`) or `--local-dir`."""
-    parser.add_argument("run_dir", help="a finished run directory of `discatt train`")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--repo-id", help="upload to this Hugging Face model repository")
-    target.add_argument("--local-dir", help="only build the repository folder here")
-    parser.add_argument("--private", action="store_true", help="create the repository private")
-    parser.add_argument("--revision", help="branch to upload to (created if missing)")
-    parser.add_argument("--baseline", help="a finished baseline run to compare with in the card")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        where = publish(
-            args.run_dir,
-            repo_id=args.repo_id,
-            local_dir=args.local_dir,
-            private=args.private,
-            revision=args.revision,
-            baseline_dir=args.baseline,
-        )
-    except PublishError as error:
-        print(f"discatt publish: error: {error}", file=sys.stderr)
-        return 2
-    print(where)
-    return 0
-
-
-# --- zoo consistency (`discatt hub check`) -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One result of ``check_zoo``: ``ok`` False means the manifest entry is not publishable."""
-
-    variant: str
-    check: str
-    ok: bool
-    detail: str = ""
-
-
-def _remeasure_top1(variant: Any, recipe_file: Path) -> tuple[float | None, str]:
-    """Top-1 of the shipped weights on the recipe's evaluation data, or None if it is absent."""
-    import timm
-
-    from .data import DataError, build_data, build_loaders, load_splits
-    from .metrics import evaluate
-    from .recipes import load_recipe
-
-    cfg = load_recipe(recipe_file)
-    try:
-        splits = load_splits(cfg.data)
-    except DataError as error:
-        return None, f"data not present here ({error}); top-1 not re-measured"
-    model = timm.create_model(variant.name, pretrained=True).eval()
-    bundle = build_data(cfg.data, model, splits, seed=cfg.seed)
-    _, eval_loader = build_loaders(bundle, cfg.data)
-    metrics = evaluate(model, eval_loader, attention=False, topk=(1,))
-    return metrics["top1"], ""
-
-
-def check_zoo(
-    manifest: str | Path | None = None, *, repo_root: str | Path = ".", remeasure: bool = True
-) -> list[Finding]:
-    """Check every manifest entry: name, recipe, card, measured metrics, a real weight source.
-
-    Shipped weights must load through their timm tag and, where the recipe's data is present,
-    reproduce the recorded top-1; the card's ``model-index`` must equal ``metrics.json``.
-    """
-    import timm
-
-    from .zoo import MANIFEST, NAME_PATTERN, load_manifest
-
-    root = Path(repo_root)
-    findings: list[Finding] = []
-    for variant in load_manifest(manifest or MANIFEST):
-
-        def add(check: str, ok: bool, detail: str = "", name: str = variant.name) -> None:
-            """``detail`` says what is wrong; it is kept for failures and measurements only."""
-            keep = not ok or check == "top-1 reproduced"
-            findings.append(Finding(name, check, ok, detail if keep else ""))
-
-        add(
-            "name",
-            bool(NAME_PATTERN.match(variant.name)) and timm.is_model(variant.architecture),
-            "must be ARCH.discatt_DATASET with a registered timm architecture",
-        )
-        recipe = root / variant.recipe
-        add("recipe", recipe.is_file(), f"{recipe} missing")
-        folder = variant.path
-        shipped = folder is not None and (folder / "model.safetensors").is_file()
-        add(
-            "weights",
-            shipped or bool(variant.hf_hub_id),
-            "needs a shipped model.safetensors or the Hub id it was uploaded to",
-        )
-        if folder is None:
-            continue  # a Hub-only entry: its card and metrics live on the Hub
-        card_file, metrics_file = folder / "README.md", folder / "metrics.json"
-        add("card", card_file.is_file(), f"{card_file} missing")
-        add("metrics", metrics_file.is_file(), f"{metrics_file} missing")
-        if not (card_file.is_file() and metrics_file.is_file()):
-            continue
-        metrics = json.loads(metrics_file.read_text())
-        recorded = {
-            r.metric_type: r.metric_value for r in ModelCard.load(card_file).data.eval_results
-        }
-        expected = {METRICS[k][0]: v for k, v in metrics.items() if k in METRICS}
-        same = all(recorded.get(k) == v for k, v in expected.items() if v == v)
-        add("card metrics", same and bool(expected), "card model-index differs from metrics.json")
-        if shipped and remeasure and recipe.is_file() and "top1" in metrics:
-            top1, note = _remeasure_top1(variant, recipe)
-            if top1 is None:
-                add("top-1 reproduced", True, note)
-            else:
-                add(
-                    "top-1 reproduced",
-                    abs(top1 - metrics["top1"]) <= 1e-6,
-                    f"measured {top1:.6f}, recorded {metrics['top1']:.6f}",
-                )
-    return findings
-
-
-def hub_add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Zoo maintenance: `discatt hub check` verifies every manifest entry."""
-    commands = parser.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
-    check = commands.add_parser(
-        "check", help="verify the zoo manifest", description=check_zoo.__doc__.splitlines()[0]
-    )
-    add_check_arguments(check)
-
-
-def hub_run(args: argparse.Namespace) -> int:
-    return run_check(args)
-
-
-def add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    """``discatt hub check [--manifest F] [--repo-root DIR] [--no-remeasure]``."""
-    parser.add_argument("--manifest", help="manifest to check (default: the package's)")
-    parser.add_argument("--repo-root", default=".", help="where recipes/ lives (default: .)")
-    parser.add_argument(
-        "--no-remeasure", action="store_true", help="skip re-measuring top-1 on the data"
-    )
-
-
-def run_check(args: argparse.Namespace) -> int:
-    findings = check_zoo(args.manifest, repo_root=args.repo_root, remeasure=not args.no_remeasure)
-    for f in findings:
-        status = "ok  " if f.ok else "FAIL"
-        detail = (
-            f" ({f.detail})" if f.detail and (not f.ok or "not re-measured" in f.detail) else ""
-        )
-        print(f"{status} {f.variant}: {f.check}{detail}")
-    failed = sum(not f.ok for f in findings)
-    print(f"{len(findings) - failed} passed, {failed} failed")
-    return 1 if failed else 0

@@ -52,7 +52,6 @@ exceptions:
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,16 +67,25 @@ from timm.models.resnet import ResNet
 from timm.models.vgg import VGG
 from torch import nn
 
+from .errors import UserError, close_matches
+
 __all__ = [
+    "LayerError",
     "LayerPair",
     "get_submodule",
     "list_layer_families",
     "register_layers",
+    "resolve_layer",
     "resolve_layers",
+    "unwrap_model",
 ]
 
 NameSpec = str | Callable[[nn.Module], str]
 Key = str | type[nn.Module]
+
+
+class LayerError(UserError):
+    """A layer name that is not a submodule of the model, or a model with no known layers."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,17 @@ def list_layer_families() -> list[str]:
 # helpers
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module behind DDP / DataParallel / ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def _arch_name(model: nn.Module) -> str:
     for attr in ("pretrained_cfg", "default_cfg"):
         try:
@@ -214,16 +233,12 @@ def _describe(model: nn.Module) -> str:
 def _check_name(model: nn.Module, modules: dict[str, nn.Module], name: Any, role: str) -> str:
     if isinstance(name, str) and name and name in modules:
         return name
-    close = (
-        difflib.get_close_matches(name, [n for n in modules if n], n=5)
-        if isinstance(name, str)
-        else []
-    )
+    close = close_matches(name, [n for n in modules if n]) if isinstance(name, str) else []
     msg = (
         f"{role} layer {name!r} is not a submodule of {_describe(model)}; "
         f"close matches: {close}; candidates: {_candidates(model)}"
     )
-    raise ValueError(" ".join(msg.split()))
+    raise LayerError(" ".join(msg.split()))
 
 
 def get_submodule(model: nn.Module, name: str) -> nn.Module:
@@ -242,7 +257,7 @@ def _call_spec(spec: NameSpec, model: nn.Module, entry: _Entry, role: str) -> An
             f"the {role} layer rule registered for {_key_str(entry.key)!r} failed on "
             f"{_describe(model)}: {err}; pass {role}= explicitly"
         )
-        raise ValueError(" ".join(msg.split())) from err
+        raise LayerError(" ".join(msg.split())) from err
 
 
 def resolve_layers(
@@ -273,13 +288,23 @@ def resolve_layers(
                     f"registered family and has no usable feature_info; pass inner= and last= "
                     f"or call register_layers(); candidates: {_candidates(model)}"
                 )
-                raise ValueError(" ".join(msg.split()))
+                raise LayerError(" ".join(msg.split()))
         inner = found[0] if inner is None else inner
         last = found[1] if last is None else last
     return LayerPair(
         inner=_check_name(model, modules, inner, "inner"),
         last=_check_name(model, modules, last, "last"),
     )
+
+
+def resolve_layer(model: nn.Module, layer: str) -> str:
+    """The module name of ``layer``: ``'last'``/``'inner'`` through the registry, else ``layer``
+    itself, checked against the (unwrapped) model's modules (``LayerError`` if absent)."""
+    core = unwrap_model(model)
+    if layer in ("last", "inner"):
+        return getattr(resolve_layers(core), layer)
+    get_submodule(core, layer)
+    return layer
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,16 +8,16 @@ and confusing-class maps at the inner and last layers and returns the total loss
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import capture_features, class_gradients, create_attention, unwrap_model
-from .attention.features import folds_classes_well
+from .attention import capture_features, class_gradients, create_attention
+from .attention.gradients import folds_classes_well
 from .config import AttentionLossConfig
-from .layers import LayerPair, resolve_layers
+from .layers import LayerPair, resolve_layers, unwrap_model
 
 __all__ = [
     "AttentionLossOutput",
@@ -172,32 +172,35 @@ class DiscriminativeAttentionLoss:
     gradient through BatchNorm's batch statistics (it is exact in eval mode).
 
     Args:
-        model: a timm CNN, possibly wrapped (DDP, ``torch.compile``); called for the forward.
-        method: attention map name (``pixel``, ``channel``, ``gradcam``, ``gradcampp``).
-        multilabel: targets are ``B x C`` multi-hot; samples with no present or no absent class
-            contribute no attention loss.
-        weights: ``(l_i, l_l, l_ac)``.
-        grad_mode: ``exact`` or ``detached`` (class gradients as constants; an approximation).
+        model: a timm model, possibly wrapped (DDP, ``torch.compile``); called for the forward.
+        config: the settings as one ``AttentionLossConfig`` (what the trainer passes), or
+        **options: the same settings as keywords (``method``, ``multilabel``, ``weights``,
+            ``grad_mode``, ``normalize``, ``sigma``, ``omega``, ``alpha``, ``detach_mask``,
+            ``eps``, ``warmup_epochs``; see ``AttentionLossConfig``), not both.
         layers: a ``LayerPair`` or ``(inner, last)`` module names; default from the registry.
-        **options: the other fields of ``AttentionLossConfig`` (``normalize``, ``sigma``,
-            ``omega``, ``alpha``, ``detach_mask``, ``eps``).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        method: str = "pixel",
-        multilabel: bool = False,
-        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-        grad_mode: str = "exact",
+        config: AttentionLossConfig | None = None,
+        *,
         layers: LayerPair | tuple[str, str] | None = None,
-        **options: object,
+        **options: Any,
     ) -> None:
-        self.config = AttentionLossConfig(
-            method=method, multilabel=multilabel, weights=weights, grad_mode=grad_mode, **options
-        )
+        if config is not None and not isinstance(config, AttentionLossConfig):
+            raise TypeError(
+                f"config must be an AttentionLossConfig, got {type(config).__name__} "
+                "(pass the method as a keyword: method='pixel')"
+            )
+        if config is not None and options:
+            raise TypeError(
+                f"give the settings as config= or as keywords, not both (got config and "
+                f"{', '.join(sorted(options))})"
+            )
+        self.config = config if config is not None else AttentionLossConfig(**options)
         self.model = model
-        self.attention = create_attention(method)
+        self.attention = create_attention(self.config.method)
         inner, last = layers if layers is not None else (None, None)
         self.layers = resolve_layers(unwrap_model(model), inner=inner, last=last)
         self._pooled_linear: dict[bool, bool] = {}  # by train mode, checked once each

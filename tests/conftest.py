@@ -41,3 +41,13 @@ def batch(size: int, n: int = 4, channels: int = 3, seed: int = 0) -> torch.Tens
     """A fixed random input batch ``n x channels x size x size``."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(n, channels, size, size, generator=generator)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread (restored after): tiny models gain nothing from two,
+    and on a shared 2-core machine two spinning OpenMP threads can be many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

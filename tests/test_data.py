@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from test_train_support import (
+from support import (
     make_caltech,
     make_cub,
     make_fashion_idx,
@@ -18,7 +18,7 @@ from test_train_support import (
     write_idx,
 )
 
-from discatt_timm import data as data_module
+from discatt_timm.config import DataConfig
 from discatt_timm.data import (
     FASHION_MNIST_CLASSES,
     DataError,
@@ -31,7 +31,7 @@ from discatt_timm.data import (
     load_splits,
     read_idx,
 )
-from discatt_timm.train_config import DataConfig
+from discatt_timm.data import fashion_mnist as fashion_mnist_module
 
 
 def test_read_idx_plain_and_gzip(tmp_path):
@@ -65,7 +65,7 @@ def test_fashion_mnist_missing_names_the_apt_step(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise DatasetNotFoundError("no network") from ConnectionError("offline")
 
-    monkeypatch.setattr(data_module, "_load_hub", offline)
+    monkeypatch.setattr(fashion_mnist_module, "load_hub", offline)
     with pytest.raises(DatasetNotFoundError) as info:
         load_fashion_mnist(str(tmp_path / "nowhere"), str(tmp_path / "cache"))
     message = str(info.value)
@@ -75,7 +75,9 @@ def test_fashion_mnist_missing_names_the_apt_step(tmp_path, monkeypatch):
 
 def test_fashion_mnist_falls_back_to_the_hub(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(data_module, "_load_hub", lambda path, *a, **k: calls.append(path) or "hub")
+    monkeypatch.setattr(
+        fashion_mnist_module, "load_hub", lambda path, *a, **k: calls.append(path) or "hub"
+    )
     assert load_fashion_mnist(str(tmp_path / "nowhere")) == "hub"
     assert calls == ["zalando-datasets/fashion_mnist"]
 

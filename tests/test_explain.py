@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 
 import huggingface_hub.constants
@@ -13,18 +12,16 @@ import torch
 from PIL import Image
 from timm.models import save_for_hf
 
+from discatt_timm.cli import EXIT_ERROR, main
+from discatt_timm.errors import LoadError
 from discatt_timm.explain import (
-    EXIT_ERROR,
-    ExplainError,
     ImageConversionWarning,
-    add_arguments,
     class_names,
     explain,
-    load_model,
     model_transform,
-    run,
 )
-from discatt_timm.panels import PAD, TITLE, panel_size
+from discatt_timm.loading import load_model
+from discatt_timm.viz import PAD, TITLE, panel_size
 
 TILE = 32  # small tiles keep rendering cheap; the layout formula is the same at any size
 FRAME_GREEN = (26, 191, 51)  # panels._FRAME_RGB in 8 bits
@@ -66,10 +63,8 @@ def files(tmp_path_factory):
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
-    """Run ``discatt explain ARGV`` through ``add_arguments`` + ``run``: (status, out, err)."""
-    parser = argparse.ArgumentParser(prog="discatt explain")
-    add_arguments(parser)
-    status = run(parser.parse_args([str(a) for a in argv]))
+    """Run ``discatt explain ARGV`` through the CLI's ``main``: (status, out, err)."""
+    status = main(["explain", *(str(a) for a in argv)])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -252,7 +247,7 @@ def test_bad_input_is_one_line_error(capsys, files, tmp_path, case):
 def test_offline_uncached_weights_is_one_line(capsys, files, tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(ExplainError, match="cannot get the pretrained weights of 'resnet18'"):
+    with pytest.raises(LoadError, match="cannot get the pretrained weights of 'resnet18'"):
         load_model("resnet18")
     status, _, err = cli(capsys, "--model", "resnet18", files["rgb"], "--out", tmp_path)
     assert status == EXIT_ERROR

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -15,12 +14,14 @@ import timm
 import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from test_train_support import make_imagefolder, tiny_recipe, write_recipe
+from support import make_imagefolder, tiny_recipe, write_recipe
 
 from discatt_timm import hub
+from discatt_timm.cli import main
 from discatt_timm.recipes import load_recipe
-from discatt_timm.train import train
+from discatt_timm.training import train
 from discatt_timm.zoo import Variant, register_variants
+from discatt_timm.zoo.check import check_zoo
 
 
 def _train(tmp: Path, model: str, image_size: int, name: str) -> Path:
@@ -198,9 +199,7 @@ def test_upload_sends_the_folder_to_the_hub_api(cifar_run, monkeypatch):
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    hub.add_arguments(parser)
-    return hub.run(parser.parse_args(argv))
+    return main(["publish", *argv])
 
 
 def test_no_token_stops_before_any_work(cifar_run, monkeypatch, capsys, tmp_path):
@@ -236,7 +235,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_hub_check_passes_on_the_manifest():
-    findings = hub.check_zoo(repo_root=REPO, remeasure=False)
+    findings = check_zoo(repo_root=REPO, remeasure=False)
     assert findings and all(f.ok for f in findings), [f for f in findings if not f.ok]
     assert {"name", "recipe", "weights", "card", "metrics", "card metrics"} <= {
         f.check for f in findings
@@ -248,7 +247,7 @@ def test_hub_check_passes_on_the_manifest():
     reason="Fashion-MNIST (Debian package dataset-fashion-mnist) is not installed",
 )
 def test_hub_check_reproduces_the_recorded_top1():
-    findings = hub.check_zoo(repo_root=REPO)
+    findings = check_zoo(repo_root=REPO)
     top1 = [f for f in findings if f.check == "top-1 reproduced"]
     assert top1 and all(f.ok and "measured" in f.detail for f in top1), top1
 
@@ -261,10 +260,8 @@ def test_hub_check_reports_broken_entries(tmp_path, capsys):
         "    recipe: recipes/missing.yaml\n"
         "    dataset: d\n"
     )
-    failed = {f.check for f in hub.check_zoo(manifest, repo_root=REPO) if not f.ok}
+    failed = {f.check for f in check_zoo(manifest, repo_root=REPO) if not f.ok}
     assert failed == {"name", "recipe", "weights"}
-    parser = argparse.ArgumentParser()
-    hub.add_check_arguments(parser)
-    code = hub.run_check(parser.parse_args(["--manifest", str(manifest), "--repo-root", str(REPO)]))
+    code = main(["hub", "check", "--manifest", str(manifest), "--repo-root", str(REPO)])
     out = capsys.readouterr().out
     assert code == 1 and "FAIL resnet18.fashion: recipe" in out and "0 passed, 3 failed" in out

@@ -290,3 +290,17 @@ def test_bad_targets_and_method_are_one_line_errors():
     criterion = resnet_loss()
     with pytest.raises(ValueError, match=r"\(4,\) integer class indices"):
         criterion(batch(64), torch.zeros(4, 10))
+
+
+def test_settings_as_one_config_or_as_keywords_are_the_same_loss():
+    model = timm.create_model("resnet18", num_classes=10).eval()
+    x, y = batch(64), torch.tensor([1, 2, 3, 4])
+    options = dict(method="channel", sigma=0.4, normalize="softmax", weights=(0.5, 1.0, 2.0))
+    by_config = DiscriminativeAttentionLoss(model, AttentionLossConfig(**options))
+    by_keywords = DiscriminativeAttentionLoss(model, **options)
+    assert by_config.config == by_keywords.config == AttentionLossConfig(**options)
+    torch.testing.assert_close(by_config(x, y).loss, by_keywords(x, y).loss, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="not both"):
+        DiscriminativeAttentionLoss(model, AttentionLossConfig(), sigma=0.3)
+    with pytest.raises(TypeError, match="config must be an AttentionLossConfig, got str"):
+        DiscriminativeAttentionLoss(model, "pixel")

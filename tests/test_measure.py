@@ -12,13 +12,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
-from test_train_support import one_thread  # noqa: F401
 from timm.data import create_transform, resolve_data_config
 
 from discatt_timm import attention_maps
 from discatt_timm.cli import main
+from discatt_timm.evaluation import measure
 from discatt_timm.losses import attention_mask, consistency_loss, normalize_maps, soft_iou
-from discatt_timm.measure import measure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -136,7 +135,7 @@ def test_cli_table_and_json(folder, checkpoint, tmp_path, capsys):
         (["--data", "FOLDER", "--max-samples", "0"], "--max-samples must be >= 1"),
         (["--data", "FOLDER", "--top-pairs", "-1"], "--top-pairs must be >= 0"),
         (["--data", "FOLDER", "--device", "nope"], "--device"),
-        (["--data", "FOLDER", "--batch-size", "0"], "batch_size"),
+        (["--data", "FOLDER", "--batch-size", "0"], "--batch-size must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line(folder, checkpoint, capsys, extra, message, monkeypatch):

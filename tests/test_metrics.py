@@ -8,14 +8,12 @@ import pytest
 import timm
 import torch
 from conftest import batch
-from test_train_support import one_thread  # noqa: F401
 
 from discatt_timm import DiscriminativeAttentionLoss
+from discatt_timm.evaluation import evaluate
 from discatt_timm.metrics import (
-    attention_metrics,
     average_precision,
     classification_metrics,
-    evaluate,
     roc_auc,
     topk_accuracy,
 )
@@ -86,7 +84,7 @@ def cifar_model():
 
 def test_attention_metrics_are_the_mean_loss_terms_in_eval_mode(cifar_model):
     loader = _loader()
-    metrics = attention_metrics(cifar_model, loader, method="pixel")
+    metrics = evaluate(cifar_model, loader, attention_method="pixel")
     assert cifar_model.training  # mode restored
     cifar_model.eval()
     loss = DiscriminativeAttentionLoss(cifar_model, method="pixel", grad_mode="detached")

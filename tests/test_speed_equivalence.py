@@ -1,6 +1,6 @@
 """Speed never changes the maths: the fast loss equals the naive reference of the benchmark.
 
-``benchmarks/naive_reference.py`` computes the loss the obvious way (one ``autograd.grad`` per
+``discatt_timm/reference.py`` computes the loss the obvious way (one ``autograd.grad`` per
 class and per layer, no analytic head, no batched VJP). The package's exact and detached modes
 must give the same loss and the same parameter gradients, in train mode (BatchNorm couples the
 batch) and in float64, so that a difference is a change of maths, not of rounding.
@@ -8,19 +8,14 @@ batch) and in float64, so that a difference is a change of maths, not of roundin
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import timm
 import torch
 
 from discatt_timm import DiscriminativeAttentionLoss, attention_maps, resolve_layers
 from discatt_timm.attention import capture_features, class_cotangents, class_gradients
-from discatt_timm.attention.features import folds_classes_well
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from naive_reference import naive_attention_loss  # noqa: E402
+from discatt_timm.attention.gradients import folds_classes_well
+from discatt_timm.reference import naive_attention_loss
 
 TOL = 1e-5
 

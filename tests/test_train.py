@@ -5,28 +5,27 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 
 import pytest
 import timm
 import torch
 from safetensors.torch import load_file, save_file
-from test_train_support import make_imagefolder, one_thread, tiny_recipe, write_recipe  # noqa: F401
+from support import make_imagefolder, tiny_recipe, write_recipe
 
 from discatt_timm import DiscriminativeAttentionLoss, cli
-from discatt_timm.train import (
-    CheckpointError,
-    ClassificationLoss,
+from discatt_timm.config import ModelConfig, OptimConfig, TrainConfig
+from discatt_timm.errors import CheckpointError, LoadError, RecipeError
+from discatt_timm.losses import ClassificationLoss
+from discatt_timm.recipes import config_from_dict
+from discatt_timm.rundir import latest_checkpoint
+from discatt_timm.training import (
     TrainerState,
     build_criterion,
     build_model,
     build_optimizer,
-    latest_checkpoint,
-    refuse_static_graph,
     train,
     train_step,
 )
-from discatt_timm.train_config import ModelConfig, OptimConfig, RecipeError, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,7 +36,7 @@ def tiny_data(tmp_path_factory):
 
 
 def config(tiny_data, out, **sections) -> TrainConfig:
-    return TrainConfig.from_dict(tiny_recipe(tiny_data, out, **sections))
+    return config_from_dict(tiny_recipe(tiny_data, out, **sections))
 
 
 def weights(path):
@@ -160,23 +159,15 @@ def test_run_directory_checkpoints_and_resume_rules(tiny_data, tmp_path):
         train(cfg, resume=True)
 
 
-def test_refuses_ddp_static_graph_with_attention():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1
+def test_refuses_ddp_static_graph_with_attention(tiny_data, tmp_path):
+    """The one refusal: the recipe, before any work (DDP would silently skip the all-reduce)."""
+    with pytest.raises(RecipeError, match="static_graph.*silently stops the gradient"):
+        config(tiny_data, tmp_path, accelerate={"static_graph": True})
+    baseline = config(
+        tiny_data, tmp_path, attention={"method": "none"}, accelerate={"static_graph": True}
     )
-    try:
-        model = timm.create_model("cifar_resnet20", num_classes=3)
-        static = torch.nn.parallel.DistributedDataParallel(model, static_graph=True)
-        with pytest.raises(RecipeError, match="static_graph.*silently stops the gradient"):
-            refuse_static_graph(static, supervised=True)
-        refuse_static_graph(static, supervised=False)  # the baseline may use it
-        dynamic = torch.nn.parallel.DistributedDataParallel(model)
-        refuse_static_graph(dynamic, supervised=True)
-    finally:
-        torch.distributed.destroy_process_group()
+    assert baseline.accelerate.static_graph  # the baseline may use it
+    assert not config(tiny_data, tmp_path).accelerate.static_graph
 
 
 @pytest.mark.parametrize("kind", ["safetensors", "torch", "run_dir"])
@@ -229,9 +220,9 @@ def test_same_class_count_keeps_the_head_and_pickles_are_refused(tmp_path):
     assert torch.equal(model.state_dict()["fc.weight"], source.state_dict()["fc.weight"])
 
     torch.save({"state_dict": source.state_dict(), "payload": Payload()}, tmp_path / "unsafe.pth")
-    with pytest.raises(CheckpointError, match=r"torch.load\(weights_only=True\)"):
+    with pytest.raises(LoadError, match=r"torch.load\(weights_only=True\)"):
         build_model(ModelConfig(name="cifar_resnet20", checkpoint=str(tmp_path / "unsafe.pth")), 3)
-    with pytest.raises(CheckpointError, match="is not a weights file or a directory"):
+    with pytest.raises(LoadError, match="is not a weights file or a directory"):
         build_model(ModelConfig(name="cifar_resnet20", checkpoint=str(tmp_path / "none")), 3)
 
 

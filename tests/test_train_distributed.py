@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_support import make_imagefolder, one_thread, tiny_recipe, write_recipe  # noqa: F401
+from support import make_imagefolder, tiny_recipe, write_recipe
 
 from discatt_timm.recipes import load_recipe
-from discatt_timm.train import TrainerState, latest_checkpoint, train
+from discatt_timm.rundir import latest_checkpoint
+from discatt_timm.training import TrainerState, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

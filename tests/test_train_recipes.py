@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train_support import one_thread, standin_overrides  # noqa: F401
+from support import standin_overrides
 
+from discatt_timm.config import ModelConfig
 from discatt_timm.data import build_data, build_loaders, load_splits
 from discatt_timm.recipes import list_recipes, load_recipe
-from discatt_timm.train import (
+from discatt_timm.training import (
     build_criterion,
     build_model,
     build_optimizer,
     build_scheduler,
     train,
 )
-from discatt_timm.train_config import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

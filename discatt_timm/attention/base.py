@@ -16,6 +16,8 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from ..errors import UserError
+
 __all__ = ["AttentionMethod", "create_attention", "list_attentions", "register_attention"]
 
 
@@ -74,7 +76,7 @@ def create_attention(name: str | AttentionMethod) -> AttentionMethod:
     if isinstance(name, AttentionMethod):
         return name
     if name not in _METHODS:
-        raise ValueError(
+        raise UserError(
             f"unknown attention method {name!r}; choose one of {', '.join(list_attentions())}"
         )
     return _METHODS[name]()

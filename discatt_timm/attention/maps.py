@@ -1,4 +1,4 @@
-"""``attention_maps``: class attention maps of any timm CNN for users (viewing, metrics)."""
+"""``attention_maps``: class attention maps of any timm model for users (viewing, metrics)."""
 
 from __future__ import annotations
 
@@ -6,27 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import resolve_layers
+from ..layers import resolve_layer
 from .base import AttentionMethod, create_attention
-from .features import (
-    capture_features,
-    class_cotangents,
-    class_gradients,
-    folds_classes_well,
-    unwrap_model,
-)
+from .gradients import capture_features, class_cotangents, class_gradients, folds_classes_well
 
 __all__ = ["attention_maps", "minmax_scale", "resize_maps"]
-
-
-def resolve_layer_name(model: nn.Module, layer: str) -> str:
-    """``'last'``/``'inner'`` through the layer registry; any other string is a module name."""
-    core = unwrap_model(model)
-    if layer == "last":
-        return resolve_layers(core).last
-    if layer == "inner":
-        return resolve_layers(core).inner
-    return resolve_layers(core, inner=layer, last=layer).last
 
 
 def minmax_scale(maps: Tensor) -> Tensor:
@@ -86,7 +70,7 @@ def attention_maps(
             "give one target row per image"
         )
     attention = create_attention(method)
-    name = resolve_layer_name(model, layer)
+    name = resolve_layer(model, layer)
     # Autograd only from the mapped layer on: nothing below it needs a gradient.
     with torch.enable_grad(), capture_features(model, [name], graph_below=False) as capture:
         logits = model(x)

@@ -23,6 +23,7 @@ from timm.models import (
 )
 
 from .._timm_compat import feature_take_indices
+from .cifar_blocks import SHORTCUTS, BasicBlock, ShortcutA, make_stage
 
 __all__ = [
     "BasicBlock",
@@ -35,103 +36,7 @@ __all__ = [
     "cifar_resnet110",
 ]
 
-_SHORTCUTS = ("A", "B")
 _STAGE_NAMES = ("layer1", "layer2", "layer3")
-
-
-class ShortcutA(nn.Module):
-    """Parameter-free shortcut (option A): spatial subsampling plus zero-padded new channels.
-
-    ``(B, C_in, H, W) -> (B, C_out, ceil(H / stride), ceil(W / stride))``; the first ``C_in``
-    output channels are the subsampled input, the remaining ``C_out - C_in`` are zeros.
-    """
-
-    def __init__(self, in_chs: int, out_chs: int, stride: int) -> None:
-        super().__init__()
-        if out_chs < in_chs:
-            raise ValueError(f"ShortcutA cannot reduce channels ({in_chs} -> {out_chs})")
-        self.in_chs = in_chs
-        self.out_chs = out_chs
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
-        if self.out_chs > self.in_chs:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.out_chs - self.in_chs))
-        return x
-
-    def extra_repr(self) -> str:
-        return f"{self.in_chs}, {self.out_chs}, stride={self.stride}"
-
-
-class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU: ``(B, C_in, H, W) -> (B, C_out, H/s, W/s)``.
-
-    ``downsample`` is ``None`` (identity) when the shape is unchanged, otherwise a
-    :class:`ShortcutA` (option A) or a 1x1 conv + BN projection (option B). No operation modifies
-    a tensor in place, so a block's output (a stage output) can be read after the forward.
-    """
-
-    def __init__(
-        self,
-        in_chs: int,
-        out_chs: int,
-        stride: int = 1,
-        shortcut: str = "A",
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__()
-        dd = {"device": device, "dtype": dtype}
-        self.conv1 = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False, **dd)
-        self.bn1 = nn.BatchNorm2d(out_chs, **dd)
-        self.act1 = nn.ReLU(inplace=False)
-        self.conv2 = nn.Conv2d(out_chs, out_chs, 3, stride=1, padding=1, bias=False, **dd)
-        self.bn2 = nn.BatchNorm2d(out_chs, **dd)
-        self.act2 = nn.ReLU(inplace=False)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or in_chs != out_chs:
-            if shortcut == "A":
-                self.downsample = ShortcutA(in_chs, out_chs, stride)
-            elif shortcut == "B":
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False, **dd),
-                    nn.BatchNorm2d(out_chs, **dd),
-                )
-            else:
-                raise ValueError(f"shortcut must be one of {_SHORTCUTS}, got {shortcut!r}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.act2(out + shortcut)
-
-
-def _make_stage(
-    in_chs: int,
-    out_chs: int,
-    depth: int,
-    stride: int,
-    shortcut: str,
-    device: Any = None,
-    dtype: Any = None,
-) -> nn.Sequential:
-    """``depth`` BasicBlocks; only the first one changes channels / resolution."""
-    return nn.Sequential(
-        *(
-            BasicBlock(
-                in_chs if i == 0 else out_chs,
-                out_chs,
-                stride if i == 0 else 1,
-                shortcut=shortcut,
-                device=device,
-                dtype=dtype,
-            )
-            for i in range(depth)
-        )
-    )
 
 
 class CifarResNet(nn.Module):
@@ -176,9 +81,9 @@ class CifarResNet(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        if shortcut not in _SHORTCUTS:
+        if shortcut not in SHORTCUTS:
             raise ValueError(
-                f"Unknown shortcut option {shortcut!r}; expected one of {_SHORTCUTS} "
+                f"Unknown shortcut option {shortcut!r}; expected one of {SHORTCUTS} "
                 "('A': zero-padded identity, 'B': 1x1 conv + BN projection)"
             )
         if len(layers) != 3 or any(int(n) < 1 for n in layers):
@@ -197,9 +102,9 @@ class CifarResNet(nn.Module):
 
         # stages: (B, 16, H, W) -> (B, 16, H, W) -> (B, 32, H/2, W/2) -> (B, 64, H/4, W/4)
         n1, n2, n3 = (int(n) for n in layers)
-        self.layer1 = _make_stage(16, 16, n1, stride=1, shortcut=shortcut, **dd)
-        self.layer2 = _make_stage(16, 32, n2, stride=2, shortcut=shortcut, **dd)
-        self.layer3 = _make_stage(32, 64, n3, stride=2, shortcut=shortcut, **dd)
+        self.layer1 = make_stage(16, 16, n1, stride=1, shortcut=shortcut, **dd)
+        self.layer2 = make_stage(16, 32, n2, stride=2, shortcut=shortcut, **dd)
+        self.layer3 = make_stage(32, 64, n3, stride=2, shortcut=shortcut, **dd)
         self.feature_info += [
             dict(num_chs=16, reduction=1, module="layer1"),
             dict(num_chs=32, reduction=2, module="layer2"),

@@ -3,7 +3,7 @@
 ``save_attention_grid`` writes one PNG: a column per image (caption ``label / prediction``),
 rows for the input, the inner-layer map and the last-layer map of the target class (label, or
 the present classes when multi-label), computed with ``discatt_timm.attention_maps`` and
-overlaid with a jet colormap. Richer panels live in ``explain``.
+overlaid with the jet colour map (``colors.colorize``). Richer panels: ``panels``.
 """
 
 from __future__ import annotations
@@ -16,22 +16,53 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import attention_maps, unwrap_model
-from .layers import resolve_layers
+from ..attention import attention_maps
+from ..layers import resolve_layers, unwrap_model
+from .colors import colorize
 
-__all__ = ["jet", "save_attention_grid"]
-
-
-def jet(values: Tensor) -> Tensor:
-    """Jet colormap of ``... x H x W`` values in [0, 1] -> ``... x 3 x H x W`` RGB in [0, 1]."""
-    v = values.clamp(0, 1).unsqueeze(-3)
-    centers = torch.tensor([0.75, 0.5, 0.25], device=v.device).view(3, 1, 1)
-    return (1.5 - (4 * v - 4 * centers).abs()).clamp(0, 1)
+__all__ = ["save_attention_grid"]
 
 
-def _caption(index: int, class_names: Sequence[str]) -> str:
-    name = class_names[index] if 0 <= index < len(class_names) else str(index)
-    return name
+def _samples(dataset: Any, n: int, device: torch.device) -> tuple[Tensor, Tensor, bool]:
+    """The first ``n`` samples: ``n x C x H x W`` images, targets, whether multi-label."""
+    samples = [dataset[i] for i in range(n)]
+    x = torch.stack([s[0] for s in samples]).to(device)
+    first = samples[0][1]
+    multilabel = isinstance(first, Tensor) and first.ndim == 1
+    targets = (
+        torch.stack([s[1] for s in samples]).float()
+        if multilabel
+        else torch.tensor([int(s[1]) for s in samples])
+    )
+    return x, targets.to(device), multilabel
+
+
+def _target_maps(
+    model: nn.Module,
+    x: Tensor,
+    targets: Tensor,
+    *,
+    method: str,
+    layers: tuple[str, str] | None,
+    cell: int,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Eval-mode logits and the target class's ``n x cell x cell`` maps per layer (the model's
+    mode is restored)."""
+    pair = resolve_layers(unwrap_model(model), *(layers or (None, None)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            predicted = model(x).float()
+        rows = {
+            f"{role}: {name}": attention_maps(
+                model, x, targets, method=method, layer=name, size=cell
+            )
+            for role, name in (("inner", pair.inner), ("last", pair.last))
+        }
+    finally:
+        model.train(was_training)
+    return predicted, rows
 
 
 def save_attention_grid(
@@ -65,32 +96,8 @@ def save_attention_grid(
     n = min(num_images, len(dataset))
     if n == 0:
         raise ValueError("the dataset is empty: no image to draw")
-    samples = [dataset[i] for i in range(n)]
-    param = next(model.parameters())
-    x = torch.stack([s[0] for s in samples]).to(param.device)
-    first = samples[0][1]
-    multilabel = isinstance(first, Tensor) and first.ndim == 1
-    targets = (
-        torch.stack([s[1] for s in samples]).float()
-        if multilabel
-        else torch.tensor([int(s[1]) for s in samples])
-    ).to(param.device)
-    pair = resolve_layers(unwrap_model(model), *(layers or (None, None)))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            predicted = model(x).float()
-        rows = {
-            f"inner: {pair.inner}": attention_maps(
-                model, x, targets, method=method, layer=pair.inner, size=cell
-            ),
-            f"last: {pair.last}": attention_maps(
-                model, x, targets, method=method, layer=pair.last, size=cell
-            ),
-        }
-    finally:
-        model.train(was_training)
+    x, targets, multilabel = _samples(dataset, n, next(model.parameters()).device)
+    predicted, rows = _target_maps(model, x, targets, method=method, layers=layers, cell=cell)
 
     mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
@@ -98,21 +105,22 @@ def save_attention_grid(
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     images = F.interpolate(images, size=(cell, cell), mode="bilinear", align_corners=False)
-    panels = [images] + [0.45 * images + 0.55 * jet(maps.cpu()) for maps in rows.values()]
+    panels = [images] + [0.45 * images + 0.55 * colorize(maps.cpu()) for maps in rows.values()]
 
     caption_h, margin = 28, 96
     width, height = margin + n * cell, caption_h + len(panels) * cell
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 2), f"{method} maps", fill="black")
+    names = dict(enumerate(class_names))  # a head wider than the data: unnamed classes
     for col in range(n):
         if multilabel:
             present = torch.nonzero(targets[col] > 0.5).flatten().tolist()
-            label = "+".join(_caption(i, class_names) for i in present) or "-"
-            guess = _caption(int(predicted[col].argmax()), class_names)
+            label = "+".join(names.get(i, str(i)) for i in present) or "-"
         else:
-            label = _caption(int(targets[col]), class_names)
-            guess = _caption(int(predicted[col].argmax()), class_names)
+            label = names.get(int(targets[col]), str(int(targets[col])))
+        best = int(predicted[col].argmax())
+        guess = names.get(best, str(best))
         left = margin + col * cell
         draw.text((left + 3, 2), label[:18], fill="black")
         draw.text((left + 3, 14), f"pred {guess}"[:18], fill="green" if guess == label else "red")

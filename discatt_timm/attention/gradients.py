@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..layers import get_submodule
+from ..layers import get_submodule, unwrap_model
 
 __all__ = [
     "FeatureCapture",
@@ -28,19 +28,7 @@ __all__ = [
     "class_cotangents",
     "class_gradients",
     "folds_classes_well",
-    "unwrap_model",
 ]
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module behind DDP / DataParallel / ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def folds_classes_well(model: nn.Module) -> bool:

@@ -1,6 +1,7 @@
-"""Validated settings. Frozen dataclasses whose errors name the field and what is accepted.
+"""``AttentionLossConfig``: the settings of the attention losses (METHOD.md; the paper's defaults).
 
-Imports nothing from this package, so every other module can depend on it.
+Errors are ``ValueError`` naming the field and what is accepted (a recipe turns them into
+``RecipeError`` naming the recipe key). Imports nothing from this package.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tiny stand-in datasets in the real layouts, and a tiny recipe (no tests in this module).
+"""Test helpers (not a test module): tiny stand-in datasets in the real layouts, a tiny recipe.
 
 Each ``make_*`` writes a few small images in the on-disk layout its source reads, so that every
 recipe's data pipeline runs offline; ``standin_overrides`` points a recipe at them.
@@ -12,23 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-import torch
 import yaml
 from PIL import Image
 
+from discatt_timm.config import TrainConfig
 from discatt_timm.data import VOC_CLASSES
-from discatt_timm.train_config import TrainConfig
-
-
-@pytest.fixture
-def one_thread():
-    """Run a test on one intra-op thread (restored after): tiny models gain nothing from two,
-    and on a shared 2-core machine two spinning OpenMP threads can be many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def image(rng: np.random.Generator, size: int, cls: int, mode: str = "RGB") -> Image.Image:

@@ -16,7 +16,6 @@ The true class's tile (when a label is given) is framed in green.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-__all__ = ["PAD", "TILE", "TITLE", "Panel", "PanelRow", "colorize", "overlay", "panel_size"]
+from .colors import overlay
+
+__all__ = ["PAD", "TILE", "TITLE", "Panel", "PanelRow", "panel_size"]
 
 TILE = 160  # default tile side in pixels
 PAD = 6  # gap between tiles and around the border (the true-class frame is drawn in it)
@@ -99,33 +100,6 @@ class Panel:
 def panel_size(rows: int, cols: int, tile: int = TILE) -> tuple[int, int]:
     """``(width, height)`` in pixels of a panel with ``rows`` x ``cols`` tiles."""
     return cols * tile + (cols + 1) * PAD, rows * (TITLE + tile) + (rows + 1) * PAD
-
-
-@functools.cache
-def _lut(cmap: str) -> Tensor:
-    """``N x 3`` float RGB lookup table of a matplotlib colour map."""
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise ImportError(
-            "colour maps need matplotlib: pip install matplotlib (or discatt-timm[explain])"
-        ) from err
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"unknown colour map {cmap!r}; choose a matplotlib one, e.g. jet, turbo")
-    colours = matplotlib.colormaps[cmap]
-    return torch.tensor(colours(list(range(colours.N))), dtype=torch.float32)[:, :3]
-
-
-def colorize(maps: Tensor, cmap: str = "jet") -> Tensor:
-    """Colour ``... x H x W`` maps in [0, 1] with a matplotlib colour map: ``... x 3 x H x W``."""
-    lut = _lut(cmap).to(maps.device)
-    index = (maps.clamp(0, 1) * (lut.shape[0] - 1)).round().long()
-    return lut[index].movedim(-1, -3)
-
-
-def overlay(image: Tensor, maps: Tensor, *, cmap: str = "jet", alpha: float = 0.5) -> Tensor:
-    """Blend ``K x H x W`` maps over a ``3 x H x W`` image (both in [0, 1]): ``K x 3 x H x W``."""
-    return (1 - alpha) * image.unsqueeze(0) + alpha * colorize(maps, cmap)
 
 
 def _resize(x: Tensor, tile: int) -> Tensor:

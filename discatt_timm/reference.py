@@ -6,7 +6,8 @@ feature maps; each class gradient is its own ``torch.autograd.grad`` of the batc
 score (one call per class and per layer, autograd at the last layer too: no analytic head);
 maps and losses are written out from their formulas. ``tests/test_speed_equivalence.py``
 checks that the package gives the same loss and parameter gradients, so speed work never
-changes the maths; ``benchmarks/step_overhead.py`` times it beside the package.
+changes the maths; ``benchmarks/step_overhead.py`` times it beside the package. It lives in
+the package so that both import it the same way (it is never used by the fast path).
 """
 
 from __future__ import annotations
