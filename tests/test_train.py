@@ -286,3 +286,30 @@ def test_attention_warmup_switches_the_terms_on_after_its_epochs(tiny_data, tmp_
     siou = [r["train/siou_last"] for r in records if "train/siou_last" in r]
     assert len(siou) == 6  # 3 steps per epoch, logged every step
     assert siou[:3] == [0.0, 0.0, 0.0] and all(v > 0 for v in siou[3:])
+
+
+def test_the_run_steps_can_be_called_one_by_one(tiny_data, tmp_path):
+    """``train`` is setup -> train_epoch -> end_epoch -> export; each works alone."""
+    from discatt_timm.training.builders import make_accelerator, release_accelerator_state
+    from discatt_timm.training.export import export, result_metrics
+    from discatt_timm.training.loop import end_epoch, evaluate_run, setup, train_epoch
+
+    cfg = config(tiny_data, tmp_path, schedule={"epochs": 1})
+    run_dir = tmp_path / cfg.name
+    accelerator = make_accelerator(cfg, run_dir)
+    try:
+        run = setup(cfg, accelerator, run_dir, resume=False)
+        assert (run.state.epoch, run.state.batch, run.state.global_step) == (0, 0, 0)
+        meter = train_epoch(run)
+        assert run.state.batch == len(run.train_loader) == 3 and run.state.global_step == 3
+        assert meter.count == 3 and set(meter.means()) == set(meter.keys)
+        end_epoch(run, 0, meter, started=0.0)
+        assert run.state.epoch == 1 and run.stopped and run.checkpoint is not None
+        assert run.metrics_step == 3 and 0 <= run.metrics["top1"] <= 1
+        assert evaluate_run(run)["num_samples"] == 12
+        metrics = result_metrics(run)
+        assert metrics["global_step"] == 3 and metrics["epochs_done"] == 1
+        assert export(run, metrics) == run_dir / "model.safetensors"
+        assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+    finally:
+        release_accelerator_state()
