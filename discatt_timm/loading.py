@@ -157,6 +157,13 @@ def _head_rows(model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> int:
     return 0
 
 
+def _stem_channels(model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> int:
+    """Input channels of the checkpoint's first convolution (``pretrained_cfg``); 0 if unknown."""
+    first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    shape = shapes.get(f"{first}.weight") if isinstance(first, str) else None
+    return int(shape[1]) if shape and len(shape) == 4 else 0
+
+
 def _load_checkpoint(model: nn.Module, file: Path, rows: int, spec: str) -> None:
     """Load ``file`` into ``model`` through timm's ``load_pretrained``: strict, except that a
     classifier of another class count is left as built, and the stem adapts to ``in_chans``."""
@@ -187,7 +194,8 @@ def load_model(
     Args:
         spec: timm name, ``local-dir:``/``hf-hub:`` name or run directory (module docstring).
         checkpoint: local weights (file or run/checkpoint directory); the architecture is then
-            built without downloading weights and the checkpoint loaded strictly.
+            built without downloading weights, with the checkpoint's input channels unless
+            ``in_chans`` is given, and the checkpoint loaded strictly.
         pretrained: without ``checkpoint``, load the weights ``spec`` names (downloaded unless
             cached; a run directory's own); ``False`` for a random initialisation.
         num_classes: classifier outputs. ``None``: those of the weights. A different count
@@ -212,6 +220,9 @@ def load_model(
     file = find_weights(checkpoint)
     shapes = weight_shapes(file)
     model = _create(name, spec, pretrained=False, **kwargs)
+    stem = _stem_channels(model, shapes)
+    if "in_chans" not in kwargs and stem and stem != getattr(model, "in_chans", stem):
+        model = _create(name, spec, pretrained=False, in_chans=stem, **kwargs)  # e.g. grayscale
     rows = _head_rows(model, shapes)
     if num_classes is None and rows and rows != model.num_classes:
         model.reset_classifier(rows)  # explain/metrics: the checkpoint's own classifier

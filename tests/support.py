@@ -165,7 +165,7 @@ def standin(cfg: TrainConfig, root: Path) -> Path:
         return make_cub(key) if not key.exists() else key / "CUB_200_2011"
     if data.source == "voc2012":
         return make_voc(key) if not key.exists() else key / "VOCdevkit" / "VOC2012"
-    if data.source == "fashion_mnist":
+    if data.source in ("fashion_mnist", "fashion_mnist_clutter", "fashion_mnist_multi"):
         return make_fashion_idx(key) if not key.exists() else key
     if data.source == "imagefolder":
         return make_imagefolder(key) if not key.exists() else key
@@ -188,6 +188,8 @@ def standin_overrides(cfg: TrainConfig, root: Path) -> list[str]:
     ]
     if cfg.data.source == "caltech256":
         out += ["data.train_per_class=3", "data.test_per_class=2"]
+    if cfg.model.checkpoint:  # local starting weights (converted by a benchmark script)
+        out.append("model.checkpoint=null")
     return out
 
 

@@ -32,6 +32,8 @@ FAMILIES = {
     "cub200": "cub200_resnet50_channel",
     "voc2012": "voc2012_resnet18_pixel",
     "fashion_mnist": "fashion_mnist_quickstart",
+    "fashion_mnist_clutter": "fashion_mnist_clutter_study",
+    "fashion_mnist_multi": "fashion_mnist_multi_study",
 }
 
 
@@ -76,6 +78,7 @@ def test_each_family_trains_two_steps(family, standins, tmp_path):
     name = FAMILIES[family]
     cfg = load_recipe(name)
     size = {"cifar100": 32, "fashion_mnist": 28}.get(family, 64)
+    size = 32 if family.startswith("fashion_mnist_") else size
     cfg = load_recipe(
         name,
         [
@@ -92,6 +95,7 @@ def test_each_family_trains_two_steps(family, standins, tmp_path):
             "accelerate.log_every_n_steps=1",
             "checkpoint.every_n_steps=null",
             f"eval.num_images={2 if family in ('voc2012', 'fashion_mnist') else 0}",
+            "eval.attention=true",
             "eval.attention_max_samples=4",
         ],
     )
@@ -99,9 +103,11 @@ def test_each_family_trains_two_steps(family, standins, tmp_path):
     result = train(cfg)
     assert result.global_step == 2
     metrics = result.metrics
-    keys = ("mAP", "roc_auc") if cfg.data.multilabel else ("top1", "top5")
+    keys = ("mAP", "roc_auc") if cfg.data.multilabel else tuple(f"top{k}" for k in cfg.eval.topk)
     for key in (*keys, "siou_inner", "siou_last", "consistency", "loss"):
         assert math.isfinite(metrics[key]), key
+    if family.startswith("fashion_mnist_"):  # boxes: localisation, gathered like the rest
+        assert metrics["localisation_samples"] > 0 and 0 <= metrics["pointing_last"] <= 1
     log = (result.run_dir / "logs" / "metrics.jsonl").read_text()
     assert log.count('"train/siou_inner"') == 2
     assert (result.run_dir / "attention_maps.png").is_file() == (cfg.eval.num_images > 0)

@@ -24,13 +24,40 @@ from .common import add_model_arguments, resolve_device
 __all__ = ["add_arguments", "format_report", "run"]
 
 
+def _localisation_lines(report: dict[str, Any]) -> list[str]:
+    """The localisation table (data with boxes): pointing game, energy in the box and the
+    confusing class's energy in it, inner / last layer."""
+    if "pointing_last" not in report["overall"]:
+        return []
+    lines = [
+        "localisation, inner / last (pointing game, energy in box, confusing energy in box):",
+        f"{'class':<16} {'pointing':>13} {'energy':>13} {'conf. energy':>13}",
+    ]
+    rows = [(r["name"], r) for r in report["per_class"]] + [("overall", report["overall"])]
+    for name, r in rows:
+        cells = [
+            f"{r[f'{key}_inner']:.3f} / {r[f'{key}_last']:.3f}"
+            for key in ("pointing", "energy", "confusing_energy")
+        ]
+        lines.append(f"{name[:16]:<16} {cells[0]:>13} {cells[1]:>13} {cells[2]:>13}")
+    return lines
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A short plain-text table of ``measure``'s (``attention_report``'s) result."""
+    title = f"attention report ({report['method']} maps, {report['num_samples']} samples)"
+    if report.get("multilabel"):
+        r = report["overall"]
+        summary = (
+            f"overall: mAP {r['mAP']:.3f}, ROC-AUC {r['roc_auc']:.3f}, sIoU in "
+            f"{r['siou_inner']:.3f}, sIoU last {r['siou_last']:.3f}, L_ac {r['consistency']:.3f}"
+        )
+        return "\n".join([title + ", multi-label", summary, *_localisation_lines(report)])
     head = (
         f"{'class':<16} {'n':>6} {'top1':>6} {'sIoU in':>8} {'sIoU last':>9} {'L_ac':>6} "
         f"{'zero C last':>11}"
     )
-    lines = [f"attention report ({report['method']} maps, {report['num_samples']} samples)", head]
+    lines = [title, head]
 
     def line(name: str, n: int, r: dict[str, float]) -> str:
         return (
@@ -47,7 +74,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"{p['siou_last']:.3f}"
             for p in report["confused_pairs"]
         ]
-    return "\n".join(lines)
+    return "\n".join(lines + _localisation_lines(report))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         required=True,
         metavar="DATA",
-        help="fashion_mnist, an image folder (DIR/<split>/<class>/* or DIR/<class>/*), or a Hub "
-        "dataset id such as uoft-cs/cifar100",
+        help="fashion_mnist, fashion_mnist_clutter, fashion_mnist_multi (with boxes: "
+        "localisation metrics), an image folder (DIR/<split>/<class>/* or DIR/<class>/*), or a "
+        "Hub dataset id such as uoft-cs/cifar100",
     )
     parser.add_argument("--split", default="test", help="split to measure (default test)")
     parser.add_argument(

@@ -8,7 +8,16 @@ from ._checks import check, positive_int
 
 __all__ = ["AUGMENTS", "CROP_MODES", "DATA_SOURCES", "DataConfig"]
 
-DATA_SOURCES = ("hub", "imagefolder", "fashion_mnist", "caltech256", "cub200", "voc2012")
+DATA_SOURCES = (
+    "hub",
+    "imagefolder",
+    "fashion_mnist",
+    "fashion_mnist_clutter",
+    "fashion_mnist_multi",
+    "caltech256",
+    "cub200",
+    "voc2012",
+)
 AUGMENTS = ("timm", "pad_crop", "none")
 CROP_MODES = ("center", "squash", "border")
 
@@ -21,6 +30,8 @@ class DataConfig:
         source: ``hub`` (``datasets.load_dataset(path)``: a Hub id or a local data directory),
             ``imagefolder`` (``path/train/<class>/*`` and ``path/<eval_split>/<class>/*``),
             ``fashion_mnist`` (Debian ``dataset-fashion-mnist`` IDX files, else the Hub),
+            ``fashion_mnist_clutter`` / ``fashion_mnist_multi`` (garments on 64 x 64 canvases
+            with distractors / 2-3 garments, multi-label; with boxes, ``data.derived``),
             ``caltech256`` (``256_ObjectCategories`` folder, split per class by the protocol),
             ``cub200`` (``CUB_200_2011`` folder, official split), ``voc2012`` (``VOC2012``
             folder, multi-hot labels from ``ImageSets/Main``).
@@ -49,7 +60,7 @@ class DataConfig:
         train_per_class, test_per_class: per-class split sizes (``caltech256``; the test part
             takes at most ``test_per_class`` of the images left after the training part).
         drop_classes: class names removed from both splits (``257.clutter`` for Caltech-256).
-        split_seed: seed of protocol splits and subsets.
+        split_seed: seed of protocol splits, subsets and the derived canvases.
         cache_dir: where converted datasets (Fashion-MNIST) are cached; ``None`` =
             ``$XDG_CACHE_HOME/discatt_timm`` (``~/.cache/discatt_timm``).
     """
@@ -104,10 +115,16 @@ class DataConfig:
             "data.train_per_class",
             "is required for data.source 'caltech256' (the paper uses 30 or 60)",
         )
+        for source in ("voc2012", "fashion_mnist_multi"):
+            check(
+                self.source != source or self.multilabel,
+                "data.multilabel",
+                f"must be true for data.source {source!r} (its targets are multi-hot)",
+            )
         check(
-            self.source != "voc2012" or self.multilabel,
+            self.source != "fashion_mnist_clutter" or not self.multilabel,
             "data.multilabel",
-            "must be true for data.source 'voc2012' (VOC targets are multi-hot)",
+            "must be false for data.source 'fashion_mnist_clutter' (one garment per canvas)",
         )
         positive_int(self.image_size, "data.image_size", allow_none=True)
         for key, values in (("data.mean", self.mean), ("data.std", self.std)):

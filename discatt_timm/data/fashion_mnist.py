@@ -8,6 +8,7 @@ import os
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,15 @@ from .tables import DatasetNotFoundError, features, load_hub
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["FASHION_MNIST_CLASSES", "cache_root", "load_fashion_mnist", "read_idx"]
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "cache_root",
+    "cached",
+    "load_fashion_mnist",
+    "raw_arrays",
+    "raw_stamp",
+    "read_idx",
+]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_HUB = "zalando-datasets/fashion_mnist"
@@ -100,24 +109,58 @@ def load_fashion_mnist(
                 "sudo apt-get install -y dataset-fashion-mnist"
             ) from err
         return hub
+
+    def build() -> dict[str, datasets.Dataset]:
+        table_features = features(FASHION_MNIST_CLASSES, multilabel=False)
+        return {
+            split: datasets.Dataset.from_dict(
+                {"image": list(images), "label": labels.tolist()}, features=table_features
+            )
+            for split, (images, labels) in raw_arrays(root).items()
+        }
+
+    return cached(cache_root(cache_dir) / f"fashion_mnist-{raw_stamp(root)}", build)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def raw_arrays(path: str | Path | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"train": (images N x 28 x 28 uint8, labels N int64), "test": ...}`` from the IDX
+    files in ``path`` (default: the Debian package's directory)."""
+    root = Path(path or FASHION_MNIST_DIR)
+    files = _idx_files(root)
+    if files is None:
+        raise DatasetNotFoundError(
+            f"the Fashion-MNIST IDX files are not in {root}; install them with: "
+            "sudo apt-get install -y dataset-fashion-mnist (or set data.path)"
+        )
+    out = {}
+    for split in ("train", "test"):
+        images = read_idx(files[f"{split}_images"])
+        labels = read_idx(files[f"{split}_labels"])
+        if images.ndim != 3 or labels.shape != images.shape[:1]:
+            raise DataError(f"Fashion-MNIST {split} files in {root} do not match")
+        out[split] = images, labels.astype(np.int64)
+    return out
+
+
+def raw_stamp(path: str | Path | None = None) -> str:
+    """A short key of the IDX files' identity (path, size, mtime), for cache folder names."""
+    files = _idx_files(Path(path or FASHION_MNIST_DIR)) or {}
     stamp = "|".join(
         f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files.values()
     )
-    target = (
-        cache_root(cache_dir) / f"fashion_mnist-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}"
-    )
+    return _digest(stamp)
+
+
+def cached(target: Path, build: Callable[[], dict[str, datasets.Dataset]]) -> datasets.DatasetDict:
+    """``target`` loaded from disk, built (``build()``) and saved atomically the first time."""
+    import datasets
+
     if not (target / "dataset_dict.json").is_file():
-        table_features = features(FASHION_MNIST_CLASSES, multilabel=False)
-        splits = {}
-        for split in ("train", "test"):
-            images = read_idx(files[f"{split}_images"])
-            labels = read_idx(files[f"{split}_labels"])
-            if images.ndim != 3 or labels.shape != images.shape[:1]:
-                raise DataError(f"Fashion-MNIST {split} files in {root} do not match")
-            splits[split] = datasets.Dataset.from_dict(
-                {"image": list(images), "label": labels.astype(np.int64).tolist()},
-                features=table_features,
-            )
+        splits = build()
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
         datasets.DatasetDict(splits).save_to_disk(str(tmp))

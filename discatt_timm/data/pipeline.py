@@ -24,6 +24,7 @@ from torch import nn
 from ..config import DataConfig
 from ..errors import DataError
 from ..layers import unwrap_model
+from .derived import DERIVED
 from .sources import load_splits
 from .tables import Splits
 
@@ -127,8 +128,10 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
     """``(image C x H x W float tensor, target)`` samples of a normalised ``datasets.Dataset``.
 
     Targets are class indices, or float multi-hot vectors of length ``num_classes`` when
-    ``multilabel``. Random transforms run seeded by ``(seed, epoch, index)``; ``set_epoch`` is
-    called by Accelerate's data loader at the start of each epoch.
+    ``multilabel``. With ``boxes`` (a table with a ``boxes`` column, read through a transform
+    that only resizes) a third item: ``num_classes x 4`` fractional boxes, NaN rows for the
+    classes without one. Random transforms run seeded by ``(seed, epoch, index)``;
+    ``set_epoch`` is called by Accelerate's data loader at the start of each epoch.
     """
 
     def __init__(
@@ -141,6 +144,7 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
         in_chans: int = 3,
         seed: int = 0,
         random_transform: bool = True,
+        boxes: bool = False,
     ) -> None:
         if in_chans not in (1, 3):
             raise DataError(f"images can be read with 1 or 3 channels, model wants {in_chans}")
@@ -151,6 +155,7 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
         self.mode = "L" if in_chans == 1 else "RGB"
         self.seed = seed
         self.random_transform = random_transform
+        self.boxes = boxes
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -159,7 +164,7 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         row = self.table[int(index)]
         image = row["image"].convert(self.mode)
         if self.random_transform:
@@ -167,11 +172,17 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
                 x = self.transform(image)
         else:
             x = self.transform(image)
+        classes = list(row["label"]) if self.multilabel else [int(row["label"])]
         if self.multilabel:
-            target = torch.zeros(self.num_classes)
-            target[list(row["label"])] = 1.0
+            target: Any = torch.zeros(self.num_classes)
+            target[classes] = 1.0
+        else:
+            target = classes[0]
+        if not self.boxes:
             return x, target
-        return x, int(row["label"])
+        boxes = torch.full((self.num_classes, 4), float("nan"))
+        boxes[classes] = torch.tensor(row["boxes"], dtype=torch.float32).view(-1, 4)
+        return x, target, boxes
 
 
 @dataclass
@@ -190,7 +201,20 @@ class DataBundle:
 
 
 def build_data(cfg: DataConfig, model: nn.Module, splits: Splits, *, seed: int = 0) -> DataBundle:
-    """Wrap ``splits`` with the transforms of ``model`` (see ``build_transforms``)."""
+    """Wrap ``splits`` with the transforms of ``model`` (see ``build_transforms``).
+
+    Data with boxes (``boxes`` column) is evaluated through a plain resize of the whole
+    (square) image, so that a fractional box stays where its object is: ``crop_pct`` defaults
+    to 1 there, and a centre crop that would cut the image is refused.
+    """
+    boxes = "boxes" in splits.eval.column_names
+    if boxes and cfg.crop_mode != "squash":
+        if cfg.crop_pct is not None and cfg.crop_pct < 1:
+            raise DataError(
+                f"data.crop_pct={cfg.crop_pct} would crop images whose boxes are scored; use "
+                "data.crop_pct: 1.0 or data.crop_mode: squash"
+            )
+        cfg = dataclasses.replace(cfg, crop_pct=1.0)
     train_tf, eval_tf, data_config = build_transforms(cfg, model)
     common = dict(
         num_classes=splits.num_classes,
@@ -202,7 +226,9 @@ def build_data(cfg: DataConfig, model: nn.Module, splits: Splits, *, seed: int =
         train=ImageClassificationDataset(
             splits.train, train_tf, random_transform=cfg.augment != "none", **common
         ),
-        eval=ImageClassificationDataset(splits.eval, eval_tf, random_transform=False, **common),
+        eval=ImageClassificationDataset(
+            splits.eval, eval_tf, random_transform=False, boxes=boxes, **common
+        ),
         class_names=splits.class_names,
         multilabel=splits.multilabel,
         data_config=data_config,
@@ -236,13 +262,17 @@ def named_data(
 ) -> DataConfig:
     """The ``DataConfig`` of one split of ``data``, read with the eval transform.
 
-    ``data``: ``fashion_mnist``, an image folder (``DIR/<split>/<class>/*``, or only class
-    folders ``DIR/<class>/*``, read as its one split) or a Hub dataset id (``uoft-cs/cifar100``).
+    ``data``: ``fashion_mnist``, ``fashion_mnist_clutter``, ``fashion_mnist_multi``, an image
+    folder (``DIR/<split>/<class>/*``, or only class folders ``DIR/<class>/*``, read as its one
+    split) or a Hub dataset id (``uoft-cs/cifar100``).
     ``max_samples`` takes a seeded random subset.
     """
     common = dict(max_eval_samples=max_samples, split_seed=seed, augment="none", num_workers=0)
-    if data == "fashion_mnist":
-        return DataConfig(source="fashion_mnist", train_split=split, eval_split=split, **common)
+    if data in ("fashion_mnist", *DERIVED):
+        multilabel = data == "fashion_mnist_multi"
+        return DataConfig(
+            source=data, train_split=split, eval_split=split, multilabel=multilabel, **common
+        )
     folder = Path(data)
     if folder.is_dir():
         split_name = split if (folder / split).is_dir() else "train"

@@ -6,6 +6,8 @@
 * ``fashion_mnist``: the IDX files of the Debian package ``dataset-fashion-mnist``
   (``/usr/share/datasets/fashion-mnist``), converted once and cached; else the Hub dataset
   ``zalando-datasets/fashion_mnist``; else an error naming the apt-get step.
+* ``fashion_mnist_clutter`` / ``fashion_mnist_multi``: garments on larger canvases with boxes,
+  built from those files (``derived``).
 * ``caltech256``: ``256_ObjectCategories``; per class ``train_per_class`` images for training
   and up to ``test_per_class`` of the rest for testing (seeded), ``drop_classes`` removed.
 * ``cub200``: ``CUB_200_2011`` with its official train/test split.
@@ -19,7 +21,8 @@ from pathlib import Path
 
 from ..config import DataConfig
 from ..errors import DataError
-from .fashion_mnist import load_fashion_mnist
+from .derived import DERIVED, load_derived
+from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .protocols import load_caltech256, load_cub200, load_voc2012
 from .tables import (
     DatasetNotFoundError,
@@ -41,6 +44,10 @@ def load_splits(cfg: DataConfig) -> Splits:
         train_parts, eval_parts, names = loader[cfg.source](cfg)
         train = from_lists(*train_parts, cfg.multilabel)
         evaluation = from_lists(*eval_parts, cfg.multilabel)
+    elif cfg.source in DERIVED:  # already normalised, with a boxes column
+        dd = load_derived(cfg.source, cfg.path, cfg.cache_dir, seed=cfg.split_seed)
+        train, evaluation = pick_splits(dd, cfg)
+        names = list(FASHION_MNIST_CLASSES)
     else:
         if cfg.source == "fashion_mnist":
             dd = load_fashion_mnist(cfg.path, cfg.cache_dir)
