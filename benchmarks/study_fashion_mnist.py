@@ -1,18 +1,24 @@
-"""Seeded study: does discriminative attention help on Fashion-MNIST, and when? (issue 7)
+"""Seeded study: does discriminative attention help on Fashion-MNIST, and when? (issues 7, 12)
 
-Every run trains ``recipes/fashion_mnist_study.yaml`` through the package's trainer with one
-ARM (attention settings only) in one REGIME (training subset and epochs) for one seed, then
-scores the model on the full 10,000-image test set with ``metrics.attention_report`` (pixel
-maps A_px for every arm, so arms compare) and on its own training subset, and appends one JSON
-line to ``--out``. Runs already in ``--out`` are skipped; an interrupted run resumes from its
-last epoch checkpoint. Two shards share the two cores of a small machine:
+Every run trains a base recipe through the package's trainer with one ARM (attention settings
+only) in one REGIME (base recipe, training subset and epochs) for one seed, then scores the
+model on the full 10,000-image test set with ``evaluation.attention_report`` (pixel maps A_px
+for every arm, so arms compare; localisation metrics where the data has boxes;
+``evaluation.evaluate`` with mAP for multi-label data) and on its own training subset, keeps
+the trainer's per-epoch evaluation curve, and appends one JSON line to ``--out``. Runs already
+in ``--out`` are skipped; an interrupted run resumes from its last epoch checkpoint. Two
+shards share the two cores of a small machine:
 
-    python benchmarks/study_fashion_mnist.py --shard 0/2 &
+    python benchmarks/study_fashion_mnist.py --shard 0/2 &      # study v1: short, long
     python benchmarks/study_fashion_mnist.py --shard 1/2 &
     python benchmarks/study_report.py            # benchmarks/study/results.jsonl -> STUDY.md
+    python benchmarks/study_fashion_mnist.py --regimes clutter multi transfer full \
+        --out benchmarks/study/results_v2.jsonl --shard 0/2 &   # study v2 (make study-v2)
 
-``--regimes``, ``--arms``, ``--seeds`` select runs (default: the main comparison, then the
-variants); ``--set KEY=VALUE`` overrides the base recipe (tests use a tiny image folder).
+Study v1 regimes use ``recipes/fashion_mnist_study.yaml``; v2 regimes name their own recipe
+(``REGIMES``) and arms (``REGIME_ARMS``). ``--regimes``, ``--arms``, ``--seeds`` select runs
+(default: v1's main comparison, then its variants); ``--set KEY=VALUE`` overrides the base
+recipe (tests use a tiny image folder).
 """
 
 from __future__ import annotations
@@ -72,9 +78,9 @@ ARM_NOTES = {
 REGIMES: dict[str, dict[str, Any]] = {
     "short": {"train_samples": 10000, "epochs": 5},
     "long": {"train_samples": 1000, "epochs": 40},
-    "clutter": {"recipe": "fashion_mnist_clutter_study", "train_samples": 10000, "epochs": 15},
-    "multi": {"recipe": "fashion_mnist_multi_study", "train_samples": 10000, "epochs": 15},
-    "transfer": {"recipe": "fashion_mnist_clutter_transfer", "train_samples": 5000, "epochs": 4},
+    "clutter": {"recipe": "fashion_mnist_clutter_study", "train_samples": 3000, "epochs": 20},
+    "multi": {"recipe": "fashion_mnist_multi_study", "train_samples": 3000, "epochs": 20},
+    "transfer": {"recipe": "fashion_mnist_clutter_transfer", "train_samples": 2000, "epochs": 4},
     "full": {"train_samples": None, "epochs": 15},
 }
 V2_ARMS = ("baseline", "paper_px", "paper_ch", "softmax_px", "softmax_ch")

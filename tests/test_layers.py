@@ -298,3 +298,27 @@ def test_feature_info_fallback() -> None:
 def test_not_a_module() -> None:
     with pytest.raises(TypeError):
         resolve_layers("resnet18")  # type: ignore[arg-type]
+
+
+def test_resolve_layer_is_the_one_last_inner_or_module_name_resolver(resnet18: nn.Module) -> None:
+    """``attention_maps``, ``explain``, the grid and the localisation all name layers so."""
+    pair = layers.resolve_layers(resnet18)
+    assert layers.resolve_layer(resnet18, "last") == pair.last == "layer4"
+    assert layers.resolve_layer(resnet18, "inner") == pair.inner == "layer3"
+    assert layers.resolve_layer(resnet18, "layer2.1") == "layer2.1"
+    wrapped = nn.DataParallel(resnet18)
+    assert layers.resolve_layer(wrapped, "last") == "layer4"  # unwrapped first
+    with pytest.raises(layers.LayerError, match=r"'layer5' is not a submodule.*close matches"):
+        layers.resolve_layer(resnet18, "layer5")
+
+
+def test_did_you_mean_is_the_one_close_match_helper() -> None:
+    from discatt_timm.errors import UserError, close_matches, did_you_mean
+
+    assert did_you_mean("lrr", ["lr", "momentum"]) == "; did you mean 'lr'?"
+    assert did_you_mean("zzz", ["lr", "momentum"]) == ""
+    assert close_matches("resnet-18", ["resnet18", "resnet34", "vgg11"], n=2) == [
+        "resnet18",
+        "resnet34",
+    ]
+    assert issubclass(layers.LayerError, UserError) and issubclass(UserError, ValueError)
