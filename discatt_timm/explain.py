@@ -28,6 +28,7 @@ from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, res
 from torch import Tensor, nn
 
 from .attention import attention_maps, create_attention
+from .data import convert_image
 from .errors import ExplainError, close_matches
 from .layers import resolve_layer, unwrap_model
 from .viz import TILE, Panel, PanelRow
@@ -131,7 +132,7 @@ def _to_mode(image: Image.Image, mode: str, source: str, said: set[tuple[str, st
                 ImageConversionWarning,
                 stacklevel=3,
             )
-    return image.convert(mode)
+    return convert_image(image, mode)
 
 
 def _class_index(label: int | str, names: Sequence[str]) -> int:

@@ -267,6 +267,19 @@ def build_folder(
     return out
 
 
+def _check_local_dir(folder: Path, run_dir: Path, overwrite: bool) -> None:
+    """A folder ``build_folder`` may write: not a file, not the run, new or empty."""
+    if folder.exists() and not folder.is_dir():
+        raise PublishError(f"--local-dir {folder} is a file; give a new or empty folder")
+    if folder.resolve() == run_dir.resolve():
+        raise PublishError(f"--local-dir {folder} is the run directory itself; give another")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise PublishError(
+            f"--local-dir {folder} is not empty; give a new or empty folder (or pass "
+            "--overwrite to replace the files it shares with the published folder)"
+        )
+
+
 def publish(
     run_dir: str | Path,
     *,
@@ -276,11 +289,13 @@ def publish(
     revision: str | None = None,
     token: str | None = None,
     baseline_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Build the repository content and upload it (``repo_id``) or keep it (``local_dir``).
 
     Returns the repository URL or the local folder. With ``repo_id`` and no token (argument,
-    ``HF_TOKEN`` or a saved login) it raises ``PublishError`` before doing any work.
+    ``HF_TOKEN`` or a saved login) it raises ``PublishError`` before doing any work. A
+    ``local_dir`` must be new or empty (its files are never replaced unless ``overwrite``).
     """
     if (repo_id is None) == (local_dir is None):
         raise PublishError("give exactly one of repo_id (upload) or local_dir (folder only)")
@@ -295,6 +310,7 @@ def publish(
             raise PublishError(f"repo id must look like ORG/NAME, got {repo_id!r}")
     read_run(run_dir)  # fail on an unfinished run before any network call
     if local_dir is not None:
+        _check_local_dir(Path(local_dir), Path(run_dir), overwrite)
         return str(build_folder(run_dir, local_dir, baseline_dir=baseline_dir))
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:

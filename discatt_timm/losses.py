@@ -217,11 +217,20 @@ class DiscriminativeAttentionLoss:
                     f"multilabel targets must be multi-hot of shape ({batch}, {num_classes}), "
                     f"got {tuple(targets.shape)}"
                 )
-        elif targets.shape != (batch,) or targets.is_floating_point():
+        elif (
+            targets.shape != (batch,) or targets.is_floating_point() or targets.dtype == torch.bool
+        ):
             raise ValueError(
                 f"targets must be ({batch},) integer class indices, got shape "
                 f"{tuple(targets.shape)} and dtype {targets.dtype} (multilabel=True for multi-hot)"
             )
+        elif batch:
+            low, high = (int(v) for v in torch.aminmax(targets))  # one sync of two numbers
+            if low < 0 or high >= num_classes:
+                raise ValueError(
+                    f"target class indices must lie in [0, {num_classes - 1}] for a model with "
+                    f"{num_classes} classes, got min {low}, max {high}"
+                )
 
     def terms(self, x: Tensor, targets: Tensor) -> AttentionTerms:
         """One forward and the per-sample attention terms (no batch reduction).
@@ -234,6 +243,8 @@ class DiscriminativeAttentionLoss:
         with torch.enable_grad(), capture_features(self.model, [inner, last]) as capture:
             logits = self.model(x)
         self._check_targets(targets, logits)
+        if not cfg.multilabel:
+            targets = targets.long()  # uint8/int32 labels: cross-entropy and one_hot need int64
         scores = logits.detach()
 
         cls = classification_loss(logits, targets, multilabel=cfg.multilabel)

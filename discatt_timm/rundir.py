@@ -56,12 +56,14 @@ def complete_checkpoints(root: Path) -> list[Path]:
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run: ``checkpoints/latest`` if it names a complete
-    one, else the complete ``checkpoints/step_N`` with the largest N; None if none."""
+    ``step_N`` folder of this run, else the complete ``checkpoints/step_N`` with the largest N;
+    None if none."""
     root = Path(run_dir) / CHECKPOINTS
     pointer = root / LATEST
     if pointer.is_file():
-        candidate = root / pointer.read_text().strip()
-        if candidate.name and is_complete(candidate):
-            return candidate
+        name = pointer.read_text().strip()
+        # only a folder of this run: a pointer to anywhere else is ignored, never followed
+        if name.startswith("step_") and Path(name).name == name and is_complete(root / name):
+            return root / name
     done = complete_checkpoints(root)
     return done[-1] if done else None

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import resolve_layer
+from ..layers import resolve_layer, unwrap_model
 from .base import AttentionMethod, create_attention
 from .gradients import capture_features, class_cotangents, class_gradients, folds_classes_well
 
 __all__ = ["attention_maps", "minmax_scale", "resize_maps"]
+
+
+@contextmanager
+def _norm_stats_kept(model: nn.Module) -> Iterator[None]:
+    """Restore the running statistics of train-mode batch norms after the block: a map's
+    forward must not move them (the caller's model is left as found)."""
+    norms = [
+        m
+        for m in unwrap_model(model).modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    saved = [
+        [m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()]
+        for m in norms
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for module, (mean, var, count) in zip(norms, saved, strict=True):
+                module.running_mean.copy_(mean)
+                module.running_var.copy_(var)
+                module.num_batches_tracked.copy_(count)
 
 
 def minmax_scale(maps: Tensor) -> Tensor:
@@ -72,7 +98,11 @@ def attention_maps(
     attention = create_attention(method)
     name = resolve_layer(model, layer)
     # Autograd only from the mapped layer on: nothing below it needs a gradient.
-    with torch.enable_grad(), capture_features(model, [name], graph_below=False) as capture:
+    with (
+        _norm_stats_kept(model),
+        torch.enable_grad(),
+        capture_features(model, [name], graph_below=False) as capture,
+    ):
         logits = model(x)
     if not isinstance(logits, Tensor) or logits.ndim != 2:
         raise ValueError("the model must return B x num_classes logits")

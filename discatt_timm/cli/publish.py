@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--revision", help="branch to upload to (created if missing)")
     parser.add_argument("--baseline", help="a finished baseline run to compare with in the card")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --local-dir replace files of a non-empty folder",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         private=args.private,
         revision=args.revision,
         baseline_dir=args.baseline,
+        overwrite=args.overwrite,
     )
     print(where)
     return 0

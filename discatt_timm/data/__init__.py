@@ -14,6 +14,7 @@ from .pipeline import (
     build_data,
     build_loaders,
     build_transforms,
+    convert_image,
     eval_data,
     named_data,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "build_loaders",
     "build_transforms",
     "cache_root",
+    "convert_image",
     "caltech256_split",
     "eval_data",
     "load_fashion_mnist",

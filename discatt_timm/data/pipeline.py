@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..config import DataConfig
@@ -31,7 +33,11 @@ from .tables import Splits
 if TYPE_CHECKING:
     import datasets
 
+WIDE_GRAY = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+
 __all__ = [
+    "WIDE_GRAY",
+    "convert_image",
     "DataBundle",
     "ImageClassificationDataset",
     "build_data",
@@ -166,7 +172,7 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         row = self.table[int(index)]
-        image = row["image"].convert(self.mode)
+        image = convert_image(row["image"], self.mode)
         if self.random_transform:
             with _seeded(_sample_seed(self.seed, self.epoch, int(index))):
                 x = self.transform(image)
@@ -183,6 +189,16 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
         boxes = torch.full((self.num_classes, 4), float("nan"))
         boxes[classes] = torch.tensor(row["boxes"], dtype=torch.float32).view(-1, 4)
         return x, target, boxes
+
+
+def convert_image(image: Image.Image, mode: str) -> Image.Image:
+    """``image`` in ``mode`` (``L`` or ``RGB``); 16- and 32-bit grey levels are rescaled to
+    8 bits first (PIL's own conversion clips them at 255)."""
+    if image.mode in WIDE_GRAY:
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 1.0)
+        image = Image.fromarray(np.clip(pixels / top * 255, 0, 255).round().astype(np.uint8))
+    return image.convert(mode)
 
 
 @dataclass
@@ -275,7 +291,7 @@ def named_data(
         )
     folder = Path(data)
     if folder.is_dir():
-        split_name = split if (folder / split).is_dir() else "train"
+        split_name = split if (folder / split).is_dir() else _only_split(folder, split)
         return DataConfig(
             source="imagefolder",
             path=str(folder),
@@ -284,6 +300,19 @@ def named_data(
             **common,
         )
     return DataConfig(source="hub", path=data, train_split=split, eval_split=split, **common)
+
+
+def _only_split(folder: Path, split: str) -> str:
+    """A folder of class folders is one split (read as ``train``); a folder of split folders
+    without ``split`` is an error, never silently another split."""
+    splits = sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and any(c.is_dir() for c in p.iterdir())
+    )
+    if splits:
+        raise DataError(
+            f"image folder {folder} has no split {split!r}; splits: {', '.join(splits)}"
+        )
+    return "train"
 
 
 def eval_data(cfg: DataConfig, model: nn.Module, *, seed: int = 0) -> DataBundle:

@@ -92,9 +92,10 @@ def load_checkpoint(accelerator: Any, path: Path) -> TrainerState:
     try:
         accelerator.load_state(str(path))
     except Exception as err:
+        detail = " ".join(str(err).split())[:200]
         raise CheckpointError(
             f"checkpoint {path} is corrupt or does not match this recipe "
-            f"({type(err).__name__}: {err}); delete it to resume from an older one"
+            f"({type(err).__name__}: {detail}); delete it to resume from an older one"
         ) from err
     return state
 

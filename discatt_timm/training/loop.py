@@ -30,11 +30,11 @@ from torch import Tensor, nn
 
 from ..config import TrainConfig
 from ..data import build_data, build_loaders, load_splits
-from ..errors import DataError, RecipeError
+from ..errors import CheckpointError, DataError, RecipeError
 from ..evaluation import evaluate
 from ..loading import find_weights, weight_shapes
 from ..losses import AttentionLossOutput
-from ..recipes import dump_recipe
+from ..recipes import config_from_dict, dump_recipe, read_recipe, recipe_diff
 from .builders import (
     build_criterion,
     build_model,
@@ -105,6 +105,28 @@ def _prepare_run_dir(cfg: TrainConfig, accelerator: Any, run_dir: Path) -> None:
         dump_recipe(cfg, run_dir / "recipe.yaml")
 
 
+def _check_same_recipe(cfg: TrainConfig, run_dir: Path) -> None:
+    """``--resume`` continues the run it finds: with its own recipe, or not at all (before
+    anything is written or loaded)."""
+    saved = run_dir / "recipe.yaml"
+    if not saved.is_file():
+        return
+    try:
+        before = config_from_dict(read_recipe(saved))
+    except RecipeError as err:
+        raise CheckpointError(
+            f"cannot resume {run_dir}: its recipe.yaml no longer reads ({err})"
+        ) from err
+    diff = {k: v for k, v in recipe_diff(before, cfg).items() if k not in ("name", "output_dir")}
+    if diff:
+        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:3])
+        more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+        raise CheckpointError(
+            f"--resume with a recipe that differs from the run's ({shown}{more}); resume with "
+            f"--recipe {saved}, or start a new run (--set name=...)"
+        )
+
+
 def _check_batches(cfg: TrainConfig, processes: int) -> None:
     for key in ("batch_size", "eval_batch_size"):
         batch = getattr(cfg.data, key)
@@ -128,6 +150,8 @@ def setup(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> Ru
         weight_shapes(find_weights(cfg.model.checkpoint))
     set_seed(cfg.seed, deterministic=cfg.deterministic)
     start_from = resume_point(accelerator, run_dir, resume)
+    if start_from is not None:
+        _check_same_recipe(cfg, run_dir)
     _prepare_run_dir(cfg, accelerator, run_dir)
 
     # Data first: the class count sizes the model's head; the main process converts/caches.

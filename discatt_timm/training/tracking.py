@@ -8,6 +8,7 @@ formats the line printed after each epoch.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -65,14 +66,11 @@ def trackers(cfg: TrainConfig, run_dir: Path) -> list[Any]:
         if name == "json":
             out.append(json_tracker_class()(cfg.name, run_dir / "logs"))
             continue
-        if name == "tensorboard":
-            try:
-                import tensorboard  # noqa: F401
-            except ImportError:
-                raise RecipeError(
-                    "recipe key 'accelerate.log_with' lists tensorboard, which is not "
-                    "installed: pip install tensorboard (or log_with: [json])"
-                ) from None
+        if importlib.util.find_spec(name) is None:  # each tracker's package has its name
+            raise RecipeError(
+                f"recipe key 'accelerate.log_with' lists {name}, which is not installed: "
+                f"pip install 'discatt-timm[{name}]' (or pip install {name}; or log_with: [json])"
+            )
         out.append(name)
     return out
 

@@ -1,0 +1,135 @@
+"""Users' settings and files that used to break silently (issue 13): each refused in one line
+or handled, with what used to happen in the test's docstring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from support import make_imagefolder, tiny_recipe, write_recipe
+
+from discatt_timm import DiscriminativeAttentionLoss, attention_maps
+from discatt_timm.cli import main
+from discatt_timm.data import convert_image
+from discatt_timm.errors import CheckpointError, RecipeError
+from discatt_timm.recipes import config_from_dict, load_recipe
+from discatt_timm.rundir import latest_checkpoint
+from discatt_timm.training import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_imagefolder(tmp_path_factory.mktemp("tiny"), classes=3, per_class=(8, 4), size=16)
+
+
+def test_out_of_range_and_odd_dtype_targets():
+    """Was: 'Target 10 is out of bounds' with no valid range; uint8 labels crashed."""
+    model = timm.create_model("cifar_resnet20", num_classes=10).eval()
+    criterion = DiscriminativeAttentionLoss(model)
+    x = torch.randn(2, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 9\] .* got min 3, max 10"):
+        criterion(x, torch.tensor([3, 10]))
+    with pytest.raises(ValueError, match=r"\(2,\) integer class indices"):
+        criterion(x, torch.tensor(3))
+    as_uint8 = criterion(x, torch.tensor([3, 4], dtype=torch.uint8)).loss
+    torch.testing.assert_close(as_uint8, criterion(x, torch.tensor([3, 4])).loss)
+
+
+def test_attention_maps_leave_batch_norm_statistics_as_found():
+    """Was: maps of a train-mode model moved its BatchNorm running statistics."""
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=10).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    attention_maps(model, torch.randn(2, 3, 64, 64), torch.tensor([1, 2]))
+    after = model.state_dict()
+    assert model.training and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_latest_pointer_is_never_followed_out_of_the_run(tmp_path):
+    """Was: checkpoints/latest = ../../elsewhere was followed outside the run directory."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "trainer_state.json").write_text("{}")
+    run = tmp_path / "runs" / "r"
+    step = run / "checkpoints" / "step_000000003"
+    step.mkdir(parents=True)
+    (step / "trainer_state.json").write_text("{}")
+    (run / "checkpoints" / "latest").write_text("../../../elsewhere\n")
+    assert latest_checkpoint(run) == step
+    (run / "checkpoints" / "latest").write_text("step_000000003\n")
+    assert latest_checkpoint(run) == step
+
+
+def test_resume_with_another_recipe_is_refused_before_anything_is_written(tiny_data, tmp_path):
+    """Was: --resume with a changed recipe overwrote recipe.yaml, then failed in a 3 KB line."""
+    recipe = tiny_recipe(tiny_data, tmp_path / "runs", schedule={"epochs": 1})
+    result = train(config_from_dict(recipe))
+    saved = (result.run_dir / "recipe.yaml").read_text()
+    changed = config_from_dict(tiny_recipe(tiny_data, tmp_path / "runs", optim={"lr": 0.5}))
+    with pytest.raises(CheckpointError, match=r"differs from the run's \(optim.lr: 0.002 -> 0.5"):
+        train(changed, resume=True)
+    assert (result.run_dir / "recipe.yaml").read_text() == saved
+    assert train(config_from_dict(recipe), resume=True).global_step == result.global_step
+
+
+def test_publish_never_overwrites_a_users_folder(tiny_data, tmp_path, capsys):
+    """Was: --local-dir into a non-empty folder replaced README.md, config.json, weights."""
+    result = train(
+        config_from_dict(tiny_recipe(tiny_data, tmp_path / "runs", schedule={"epochs": 1}))
+    )
+    capsys.readouterr()  # the training's progress bars
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    code = main(["publish", str(result.run_dir), "--local-dir", str(mine)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not empty" in err and len(err.strip().splitlines()) == 1
+    assert (mine / "README.md").read_text() == "my notes"
+    assert main(["publish", str(result.run_dir), "--local-dir", str(result.run_dir)]) == 2
+    assert "is the run directory itself" in capsys.readouterr().err
+    assert main(["publish", str(result.run_dir), "--local-dir", str(mine), "--overwrite"]) == 0
+    assert (mine / "README.md").read_text() != "my notes"
+
+
+def test_a_missing_split_is_not_replaced_by_another(tiny_data, capsys, tmp_path):
+    """Was: discatt metrics --split validation measured the train split, recorded 'validation'."""
+    model = timm.create_model("cifar_resnet20", num_classes=3)
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(tmp_path / "m.safetensors"))
+    argv = ["metrics", "--model", "cifar_resnet20", "--checkpoint", str(tmp_path / "m.safetensors")]
+    code = main([*argv, "--data", str(tiny_data), "--split", "validation"])
+    err = capsys.readouterr().err
+    assert code == 2 and "has no split 'validation'; splits: test, train" in err
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_wide_gray_images_keep_their_range(mode):
+    """Was: 16-bit PNGs were clipped to 255 (almost every pixel saturated)."""
+    levels = np.linspace(0, 65535 if mode == "I;16" else 4000, 64).astype(np.int32).reshape(8, 8)
+    image = Image.fromarray(levels.astype(np.uint16) if mode == "I;16" else levels)
+    assert image.mode == mode
+    gray = np.asarray(convert_image(image, "L"))
+    assert gray.min() == 0 and gray.max() == 255 and (gray == 255).mean() < 0.05
+    assert np.all(np.diff(gray.flatten().astype(int)) >= 0)  # order kept
+    assert convert_image(image, "RGB").mode == "RGB"
+
+
+def test_a_tracker_that_is_not_installed_names_the_extra(tiny_data, tmp_path):
+    """Was: only tensorboard was checked; others failed inside Accelerate."""
+    recipe = tiny_recipe(tiny_data, tmp_path / "runs", accelerate={"log_with": ["json", "aim"]})
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    cfg = load_recipe(path)
+    import importlib.util
+
+    if importlib.util.find_spec("aim") is not None:
+        pytest.skip("aim is installed here")
+    with pytest.raises(
+        RecipeError, match=r"lists aim, which is not installed: pip install 'discatt-timm\[aim\]'"
+    ):
+        train(cfg)
+    assert not (tmp_path / "runs" / "tiny").exists()  # refused before anything was written
