@@ -133,3 +133,37 @@ def test_a_tracker_that_is_not_installed_names_the_extra(tiny_data, tmp_path):
     ):
         train(cfg)
     assert not (tmp_path / "runs" / "tiny").exists()  # refused before anything was written
+
+
+class _Planted:
+    """A pickle that writes a file when it is loaded (what a hostile checkpoint would do)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.write_text, (pathlib.Path(self.marker), "ran"))
+
+
+def test_resume_never_unpickles_and_refuses_a_truncated_rng_state(tiny_data, tmp_path):
+    """Was: a custom_checkpoint_0.pkl planted in a checkpoint ran on --resume (Accelerate
+    loads registered objects with weights_only=False); a truncated RNG file was skipped."""
+    cfg = config_from_dict(tiny_recipe(tiny_data, tmp_path / "runs", schedule={"epochs": 1}))
+    result = train(cfg)
+    checkpoint = result.checkpoint
+    assert not list(checkpoint.glob("custom_checkpoint_*.pkl"))  # the scheduler is in JSON
+    state = (checkpoint / "trainer_state.json").read_text()
+    assert '"scheduler": {' in state and '"base_values"' in state
+    marker = tmp_path / "ran.txt"
+    torch.save(_Planted(str(marker)), checkpoint / "custom_checkpoint_0.pkl")
+    with pytest.raises(CheckpointError, match="holds custom_checkpoint_0.pkl: a pickle"):
+        train(cfg, resume=True)
+    assert not marker.exists()
+    (checkpoint / "custom_checkpoint_0.pkl").unlink()
+    assert train(cfg, resume=True).global_step == result.global_step
+    rng = checkpoint / "random_states_0.pkl"
+    rng.write_bytes(rng.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match=r"random_states_0.pkl does not read"):
+        train(cfg, resume=True)

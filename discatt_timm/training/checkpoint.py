@@ -38,11 +38,13 @@ __all__ = [
 @dataclass
 class TrainerState:
     """Position of a run: ``epoch`` (0-based, the one in progress), ``batch`` (micro-batches
-    of it already trained) and ``global_step`` (optimizer steps)."""
+    of it already trained), ``global_step`` (optimizer steps) and the scheduler's state (a
+    small dict of numbers, kept here in JSON rather than in one of Accelerate's pickles)."""
 
     epoch: int = 0
     batch: int = 0
     global_step: int = 0
+    scheduler: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, path: Path) -> TrainerState:
@@ -53,7 +55,12 @@ class TrainerState:
 
 
 def save_checkpoint(
-    accelerator: Any, run_dir: str | Path, state: TrainerState, *, keep_last: int = 2
+    accelerator: Any,
+    run_dir: str | Path,
+    state: TrainerState,
+    *,
+    keep_last: int = 2,
+    scheduler: Any | None = None,
 ) -> Path:
     """``accelerator.save_state`` into ``checkpoints/step_N``, crash-safe.
 
@@ -75,6 +82,8 @@ def save_checkpoint(
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if scheduler is not None:
+            state.scheduler = scheduler.state_dict()
         write_atomic(tmp / STATE_FILE, json.dumps(dataclasses.asdict(state)))
         shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover of the same step
         os.replace(tmp, final)
@@ -86,9 +95,33 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(accelerator: Any, path: Path) -> TrainerState:
-    """Restore everything ``save_checkpoint`` saved; returns the run's position."""
+def load_checkpoint(accelerator: Any, path: Path, *, scheduler: Any | None = None) -> TrainerState:
+    """Restore everything ``save_checkpoint`` saved; returns the run's position.
+
+    Nothing is unpickled that Accelerate's weights-only loader refuses: no object is
+    registered for Accelerate's ``custom_checkpoint_*.pkl`` (read with ``weights_only=False``),
+    and a checkpoint holding such a file, planted or left over, is refused before anything is
+    read. An RNG state file that does not read (Accelerate would skip it silently) is an
+    error: the resume would not be exact.
+    """
+    from accelerate.utils.other import load
+
     state = TrainerState.read(path / STATE_FILE)
+    planted = sorted(p.name for p in path.glob("custom_checkpoint_*.pkl"))
+    if planted:
+        raise CheckpointError(
+            f"checkpoint {path} holds {', '.join(planted)}: a pickle this trainer never writes "
+            "and will not load (it could run code); delete it to resume (an older version "
+            "kept the scheduler there; its state follows from the step count)"
+        )
+    rng = path / f"random_states_{accelerator.process_index}.pkl"
+    try:
+        load(rng)  # weights_only=True with Accelerate's safe globals (numpy RNG state)
+    except Exception as err:
+        raise CheckpointError(
+            f"checkpoint {path}: {rng.name} does not read ({type(err).__name__}); the resume "
+            "would not be exact: delete the checkpoint to resume from an older one"
+        ) from err
     try:
         accelerator.load_state(str(path))
     except Exception as err:
@@ -97,6 +130,8 @@ def load_checkpoint(accelerator: Any, path: Path) -> TrainerState:
             f"checkpoint {path} is corrupt or does not match this recipe "
             f"({type(err).__name__}: {detail}); delete it to resume from an older one"
         ) from err
+    if scheduler is not None and state.scheduler is not None:
+        scheduler.load_state_dict(state.scheduler)
     return state
 
 

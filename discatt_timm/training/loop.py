@@ -175,8 +175,6 @@ def setup(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> Ru
     accumulation = cfg.accelerate.gradient_accumulation_steps
     updates = -(-len(train_loader) // accumulation)  # ceil
     scheduler = build_scheduler(optimizer, cfg.schedule, updates)
-    if scheduler is not None:
-        accelerator.register_for_checkpointing(scheduler)
     run = Run(
         cfg=cfg,
         accelerator=accelerator,
@@ -191,7 +189,7 @@ def setup(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> Ru
         checkpoint=start_from,
     )
     if start_from is not None:
-        run.state = load_checkpoint(accelerator, start_from)
+        run.state = load_checkpoint(accelerator, start_from, scheduler=scheduler)
         accelerator.print(
             f"resumed from {start_from} (epoch {run.state.epoch + 1}, batch {run.state.batch})"
         )
@@ -224,7 +222,11 @@ def _after_step(run: Run, progress: Any, window: Meter) -> Meter:
     at_end = state.batch >= len(run.train_loader)
     if every and state.global_step % every == 0 and not at_end:
         run.checkpoint = save_checkpoint(
-            accelerator, run.run_dir, state, keep_last=cfg.checkpoint.keep_last
+            accelerator,
+            run.run_dir,
+            state,
+            keep_last=cfg.checkpoint.keep_last,
+            scheduler=run.scheduler,
         )
     return window
 
@@ -316,7 +318,11 @@ def end_epoch(run: Run, epoch: int, meter: Meter, started: float) -> None:
     run.accelerator.print(line)
     if cfg.checkpoint.every_epoch or run.stopped:
         run.checkpoint = save_checkpoint(
-            run.accelerator, run.run_dir, state, keep_last=cfg.checkpoint.keep_last
+            run.accelerator,
+            run.run_dir,
+            state,
+            keep_last=cfg.checkpoint.keep_last,
+            scheduler=run.scheduler,
         )
 
 
