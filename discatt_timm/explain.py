@@ -335,6 +335,8 @@ def explain(
         raise ExplainError(f"{len(labels)} labels given for {len(items)} images; give one each")
     if batch_size < 1:
         raise ExplainError(f"batch size must be positive, got {batch_size}")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ExplainError(f"output folder {out_dir} is a file; give a folder")
     opened = [open_image(item, i) for i, item in enumerate(items)]
     said: set[tuple[str, str]] = set()
     rows: list[list[PanelRow]] = [[] for _ in opened]

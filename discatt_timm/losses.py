@@ -137,6 +137,21 @@ class AttentionLossOutput(NamedTuple):
     consistency: Tensor
 
 
+def _refuse_hidden_layers(model: nn.Module) -> None:
+    """Gradient checkpointing and ``torch.compile`` hide what the loss needs: refused by name."""
+    if hasattr(model, "_orig_mod"):
+        raise ValueError(
+            "the model is torch.compile'd: the attention loss needs a double backward through "
+            "eager code; pass the model before torch.compile (or drop the dynamo config)"
+        )
+    if getattr(unwrap_model(model), "grad_checkpointing", False):
+        raise ValueError(
+            "the model uses gradient checkpointing (set_grad_checkpointing): its blocks' "
+            "outputs, where the maps are taken, are recomputed out of sight; call "
+            "model.set_grad_checkpointing(False) for attention supervision"
+        )
+
+
 class ClassificationLoss:
     """The baseline criterion: same call and output as ``DiscriminativeAttentionLoss``.
 
@@ -199,6 +214,7 @@ class DiscriminativeAttentionLoss:
                 f"{', '.join(sorted(options))})"
             )
         self.config = config if config is not None else AttentionLossConfig(**options)
+        _refuse_hidden_layers(model)
         self.model = model
         self.attention = create_attention(self.config.method)
         inner, last = layers if layers is not None else (None, None)

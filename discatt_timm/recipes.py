@@ -95,9 +95,15 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a recipe file (no validation)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise RecipeError(
+            f"recipe {path} is not UTF-8 text (byte {err.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as err:
-        raise RecipeError(f"recipe {path} is not valid YAML: {err}") from None
+        raise RecipeError(
+            f"recipe {path} is not valid YAML: {' '.join(str(err).split())}"
+        ) from None
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
     return data

@@ -167,3 +167,66 @@ def test_resume_never_unpickles_and_refuses_a_truncated_rng_state(tiny_data, tmp
     rng.write_bytes(rng.read_bytes()[:40])
     with pytest.raises(CheckpointError, match=r"random_states_0.pkl does not read"):
         train(cfg, resume=True)
+
+
+def test_bad_files_and_names_are_one_line_before_any_work(tiny_data, tmp_path, capsys):
+    """Was: tracebacks for a non-UTF-8 recipe, an output_dir that is a file, a mistyped local
+    --data path (reported as a Hub failure), a manifest that is a list, an unknown
+    model.layers name found only after the data loaded."""
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert main(["train", "--recipe", str(latin)]) == 2
+    assert "is not UTF-8 text" in capsys.readouterr().err
+    file = tmp_path / "a_file"
+    file.write_text("x")
+    for out, section, message in (
+        (file, {}, "'output_dir' names a file"),
+        (tmp_path / "runs", {"model": {"layers": ["layer2", "nope"]}}, "last layer 'nope' is not"),
+    ):
+        recipe = tiny_recipe(tiny_data, out, **section)
+        path = write_recipe(tmp_path / "r.yaml", recipe)
+        assert main(["train", "--recipe", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Generating" not in err, err  # before the data loaded
+    code = main(["metrics", "--model", "resnet18", "--data", "./not/a/folder"])
+    assert code == 2 and "no such folder" in capsys.readouterr().err
+    from discatt_timm.zoo import load_manifest
+
+    listed = tmp_path / "manifest.yaml"
+    listed.write_text("- name: x\n")
+    with pytest.raises(ValueError, match="a manifest is a mapping with a 'variants' list"):
+        load_manifest(listed)
+
+
+def test_one_class_folder_fp16_on_cpu_and_hidden_layers_are_refused(tiny_data, tmp_path):
+    """Was: 'no label column None'; fp16 on the CPU ran in fp32 while saying fp16; gradient
+    checkpointing failed with "layer 'layer3' did not run"; a compiled model reached the
+    double backward."""
+    from discatt_timm.config import DataConfig
+    from discatt_timm.data import load_splits
+    from discatt_timm.errors import DataError
+
+    one = make_imagefolder(tmp_path / "one", classes=1, per_class=(3, 2), size=8)
+    with pytest.raises(DataError, match="needs at least two class folders"):
+        load_splits(DataConfig(source="imagefolder", path=str(one)))
+    cfg = config_from_dict(
+        tiny_recipe(tiny_data, tmp_path / "runs", accelerate={"mixed_precision": "fp16"})
+    )
+    with pytest.raises(RecipeError, match="fp16, which the CPU runs in fp32"):
+        train(cfg)
+    model = timm.create_model("resnet18", num_classes=10)
+    model.set_grad_checkpointing(True)
+    with pytest.raises(ValueError, match="gradient checkpointing"):
+        DiscriminativeAttentionLoss(model)
+    with pytest.raises(ValueError, match="torch.compile'd"):
+        DiscriminativeAttentionLoss(torch.compile(timm.create_model("resnet18", num_classes=10)))
+
+
+def test_attention_maps_refuse_empty_batches_wrong_channels_and_size_zero():
+    model = timm.create_model("resnet18", num_classes=10).eval()
+    with pytest.raises(ValueError, match="non-empty B x C x H x W"):
+        attention_maps(model, torch.randn(0, 3, 32, 32), torch.tensor([], dtype=torch.long))
+    with pytest.raises(ValueError, match="x has 1 channels; the model takes 3"):
+        attention_maps(model, torch.randn(2, 1, 32, 32), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="size must be positive"):
+        attention_maps(model, torch.randn(2, 3, 32, 32), torch.tensor([1, 2]), size=0)

@@ -88,8 +88,13 @@ def attention_maps(
     """
     if torch.is_inference_mode_enabled():
         raise RuntimeError("attention_maps needs autograd: call it outside torch.inference_mode()")
-    if x.ndim != 4:
-        raise ValueError(f"x must be a B x C x H x W batch, got shape {tuple(x.shape)}")
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty B x C x H x W batch, got shape {tuple(x.shape)}")
+    in_chans = getattr(unwrap_model(model), "in_chans", None)
+    if isinstance(in_chans, int) and x.shape[1] != in_chans:
+        raise ValueError(f"x has {x.shape[1]} channels; the model takes {in_chans}")
+    if size is not None and min((size,) if isinstance(size, int) else tuple(size)) < 1:
+        raise ValueError(f"size must be positive, got {size}")
     if targets.shape[0] != x.shape[0]:
         raise ValueError(
             f"targets has {targets.shape[0]} rows but x has a batch of {x.shape[0]}; "

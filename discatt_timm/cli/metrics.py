@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..data import named_data
 from ..errors import ExplainError
 from ..evaluation import measure
 from ..loading import load_model
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ExplainError(f"--batch-size must be >= 1, got {args.batch_size}")
     layers = _layers(args.layers)
+    named_data(args.data, split=args.split)  # a data name or path that cannot be: said first
     model = load_model(args.model, args.checkpoint).to(resolve_device(args.device))
     report = measure(
         model,

@@ -299,6 +299,8 @@ def named_data(
             eval_split=split_name,
             **common,
         )
+    if data.startswith((".", "/", "~")) or data.count("/") > 1 or "\\" in data:
+        raise DataError(f"{data!r}: no such folder (a Hub dataset id looks like ORG/NAME)")
     return DataConfig(source="hub", path=data, train_split=split, eval_split=split, **common)
 
 

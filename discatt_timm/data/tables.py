@@ -93,6 +93,12 @@ def normalize_columns(
             (c for c in columns if _label_names(ds.features[c]) is not None and c != image_col),
             None,
         )
+    if label_col is None:
+        raise DataError(
+            f"split {split!r} of {cfg.path!r} has no label column (columns: {', '.join(columns)}); "
+            "an image folder needs at least two class folders, other data sets "
+            "data.label_column"
+        )
     if label_col not in columns:
         raise DataError(
             f"split {split!r} of {cfg.path!r} has no label column {label_col!r}; columns: "

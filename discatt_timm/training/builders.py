@@ -36,7 +36,7 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path) -> Any:
 
     log_with = trackers(cfg, run_dir)
     try:
-        return Accelerator(
+        accelerator = Accelerator(
             cpu=cfg.accelerate.cpu,
             mixed_precision=cfg.accelerate.mixed_precision,
             gradient_accumulation_steps=cfg.accelerate.gradient_accumulation_steps,
@@ -59,6 +59,12 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path) -> Any:
         )
     except ValueError as err:  # e.g. fp16 without a GPU
         raise RecipeError(f"recipe section 'accelerate': {err}") from err
+    if cfg.accelerate.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise RecipeError(
+            "recipe key 'accelerate.mixed_precision' is fp16, which the CPU runs in fp32 (the "
+            "run would say fp16 and be fp32): use bf16 or no on the CPU, fp16 on a GPU"
+        )
+    return accelerator
 
 
 def release_accelerator_state() -> None:

@@ -32,7 +32,8 @@ from ..config import TrainConfig
 from ..data import build_data, build_loaders, load_splits
 from ..errors import CheckpointError, DataError, RecipeError
 from ..evaluation import evaluate
-from ..loading import find_weights, weight_shapes
+from ..layers import resolve_layers
+from ..loading import find_weights, load_model, weight_shapes
 from ..losses import AttentionLossOutput
 from ..recipes import config_from_dict, dump_recipe, read_recipe, recipe_diff
 from .builders import (
@@ -105,6 +106,19 @@ def _prepare_run_dir(cfg: TrainConfig, accelerator: Any, run_dir: Path) -> None:
         dump_recipe(cfg, run_dir / "recipe.yaml")
 
 
+def _check_before_work(cfg: TrainConfig) -> None:
+    """What can be refused before any data loads or any file is written: the output folder,
+    an unreadable starting checkpoint, layer names the model does not have."""
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise RecipeError(f"recipe key 'output_dir' names a file ({out}); give a folder")
+    if cfg.model.checkpoint:
+        weight_shapes(find_weights(cfg.model.checkpoint))
+    if cfg.model.layers:
+        skeleton = load_model(cfg.model.name, pretrained=False, in_chans=cfg.model.in_chans)
+        resolve_layers(skeleton, *cfg.model.layers)
+
+
 def _check_same_recipe(cfg: TrainConfig, run_dir: Path) -> None:
     """``--resume`` continues the run it finds: with its own recipe, or not at all (before
     anything is written or loaded)."""
@@ -146,8 +160,7 @@ def setup(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> Ru
             "warning: fp16 with attention supervision: the class gradients are not loss-scaled "
             "(METHOD.md); prefer bf16"
         )
-    if cfg.model.checkpoint:  # unreadable weights: said before any data loads or file is written
-        weight_shapes(find_weights(cfg.model.checkpoint))
+    _check_before_work(cfg)
     set_seed(cfg.seed, deterministic=cfg.deterministic)
     start_from = resume_point(accelerator, run_dir, resume)
     if start_from is not None:
@@ -333,8 +346,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     messages) for bad recipes, missing data, unusable weights and checkpoints.
     """
     run_dir = Path(cfg.output_dir) / cfg.name
-    accelerator = make_accelerator(cfg, run_dir)
     try:
+        accelerator = make_accelerator(cfg, run_dir)
         run = setup(cfg, accelerator, run_dir, resume)
         while not run.stopped:
             epoch, started = run.state.epoch, time.time()

@@ -56,9 +56,15 @@ class Variant:
 def load_manifest(path: str | Path = MANIFEST) -> list[Variant]:
     """Read the manifest; unknown keys and malformed names are one-line errors."""
     data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("variants") or [], list):
+        raise ValueError(
+            f"{path}: a manifest is a mapping with a 'variants' list, got {type(data).__name__}"
+        )
     fields = set(Variant.__dataclass_fields__)
     variants = []
     for entry in data.get("variants") or []:
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: each variant is a mapping of keys, got {entry!r}")
         unknown = set(entry) - fields
         if unknown:
             raise ValueError(
