@@ -271,6 +271,20 @@ def _output_paths(sources: Sequence[str], out_dir: Path) -> list[Path]:
     return paths
 
 
+def _check_request(
+    items: list, labels: Sequence | None, batch_size: int, out_dir: str | Path | None
+) -> None:
+    """Images, one label each (if any), a positive batch, an output folder that is a folder."""
+    if not items:
+        raise ExplainError("no images given")
+    if labels is not None and len(labels) != len(items):
+        raise ExplainError(f"{len(labels)} labels given for {len(items)} images; give one each")
+    if batch_size < 1:
+        raise ExplainError(f"batch size must be positive, got {batch_size}")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ExplainError(f"output folder {out_dir} is a file; give a folder")
+
+
 def _views(method: str | Sequence[str], layer: str | Sequence[str]) -> tuple[list[str], list[str]]:
     """The methods (checked against the registry) and layers (``both`` = inner, last) asked."""
     methods = _split(method, "attention method")
@@ -329,14 +343,7 @@ def explain(
         raise ExplainError("no model given")
     methods, layers = _views(method, layer)
     items = [images] if isinstance(images, str | Path | Image.Image) else list(images)
-    if not items:
-        raise ExplainError("no images given")
-    if labels is not None and len(labels) != len(items):
-        raise ExplainError(f"{len(labels)} labels given for {len(items)} images; give one each")
-    if batch_size < 1:
-        raise ExplainError(f"batch size must be positive, got {batch_size}")
-    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise ExplainError(f"output folder {out_dir} is a file; give a folder")
+    _check_request(items, labels, batch_size, out_dir)
     opened = [open_image(item, i) for i, item in enumerate(items)]
     said: set[tuple[str, str]] = set()
     rows: list[list[PanelRow]] = [[] for _ in opened]

@@ -32,11 +32,11 @@ def _norm_stats_kept(model: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        with torch.no_grad():
-            for module, (mean, var, count) in zip(norms, saved, strict=True):
-                module.running_mean.copy_(mean)
-                module.running_var.copy_(var)
-                module.num_batches_tracked.copy_(count)
+        with torch.no_grad():  # through .data: no version bump, so no graph that saved
+            for module, (mean, var, count) in zip(norms, saved, strict=True):  # them breaks
+                module.running_mean.data.copy_(mean)
+                module.running_var.data.copy_(var)
+                module.num_batches_tracked.data.copy_(count)
 
 
 def minmax_scale(maps: Tensor) -> Tensor:
