@@ -3,6 +3,7 @@ backward under DDP), and a run killed with SIGKILL mid-epoch resumes to the same
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -140,3 +141,62 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(data_dir, tmp_
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+EPOCH_SCRIPT = """
+import json, sys
+from pathlib import Path
+from discatt_timm.recipes import load_recipe
+from discatt_timm.training.builders import make_accelerator
+from discatt_timm.training.loop import setup, start_epoch
+
+cfg = load_recipe(sys.argv[1], ["name=" + sys.argv[2]])
+run_dir = Path(cfg.output_dir) / cfg.name
+accelerator = make_accelerator(cfg, run_dir)
+run = setup(cfg, accelerator, run_dir, resume=False)
+seen = {}
+for epoch in (0, 1, 2):
+    run.state.epoch = epoch
+    start_epoch(run)
+    x, _ = run.data.train[3]  # the same sample, augmented as this process would
+    seen[epoch] = [run.data.train.epoch, float(x.sum()), float((x * x).sum())]
+out = Path(sys.argv[3]) / f"rank{accelerator.process_index}.json"
+out.write_text(json.dumps(seen))
+"""
+
+
+def test_every_process_augments_each_epoch_anew(data_dir, tmp_path):
+    """Accelerate's set_epoch did not reach the dataset with 2 processes: epoch 0's crops
+    and flips came back every epoch. Now each process's dataset follows the epoch, and a
+    sample's augmentation equals the one-process run's for the same (epoch, index)."""
+    recipe = write_recipe(
+        tmp_path / "tiny.yaml", tiny_recipe(data_dir, tmp_path / "runs", schedule={"epochs": 3})
+    )
+    script = tmp_path / "epochs.py"
+    script.write_text(EPOCH_SCRIPT)
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()),
+        str(script), str(recipe), "two", str(tmp_path / "two"),
+    ]  # fmt: skip
+    env = _env() | {"ACCELERATE_USE_CPU": "1"}
+    done = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = subprocess.run(
+        [sys.executable, str(script), str(recipe), "one", str(tmp_path / "one")],
+        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "rank0.json").read_text())
+    for rank in (0, 1):
+        two = json.loads((tmp_path / "two" / f"rank{rank}.json").read_text())
+        assert [two[e][0] for e in ("0", "1", "2")] == [0, 1, 2]  # the dataset's epoch
+        assert two == one  # the same augmentation as one process, epoch by epoch
+    sums = [one[e][1:] for e in ("0", "1", "2")]
+    assert len({tuple(s) for s in sums}) == 3  # each epoch augments anew

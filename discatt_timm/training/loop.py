@@ -50,11 +50,10 @@ from .run import Run, TrainResult
 from .tracking import Meter, flat_config, summary
 
 __all__ = [
-    "Run",
-    "TrainResult",
     "end_epoch",
-    "export",
+    "evaluate_run",
     "setup",
+    "start_epoch",
     "train",
     "train_epoch",
     "train_step",
@@ -244,6 +243,14 @@ def _after_step(run: Run, progress: Any, window: Meter) -> Meter:
     return window
 
 
+def start_epoch(run: Run) -> None:
+    """Seed the epoch in this process: the shuffle (the loader's ``set_epoch``) and the
+    per-sample augmentation (the dataset's ``set_epoch``, which Accelerate's loader does not
+    reach behind its batch-sampler shard when there are two or more processes)."""
+    run.train_loader.set_epoch(run.state.epoch)
+    run.data.train.set_epoch(run.state.epoch)
+
+
 def train_epoch(run: Run) -> Meter:
     """Train the rest of the current epoch (or up to ``max_steps``); the epoch's loss means."""
     from tqdm.auto import tqdm
@@ -252,7 +259,7 @@ def train_epoch(run: Run) -> Meter:
     run.model.train()
     if cfg.model.bn_eval:
         _set_bn_eval(run.model)
-    loader.set_epoch(state.epoch)  # seeds the shuffle and the per-sample augmentation
+    start_epoch(run)
     batches = loader
     if state.batch:  # resumed mid-epoch: continue at the next unseen batch
         batches = accelerator.skip_first_batches(loader, state.batch)
