@@ -230,3 +230,18 @@ def test_attention_maps_refuse_empty_batches_wrong_channels_and_size_zero():
         attention_maps(model, torch.randn(2, 1, 32, 32), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="size must be positive"):
         attention_maps(model, torch.randn(2, 3, 32, 32), torch.tensor([1, 2]), size=0)
+
+
+def test_unreadable_images_are_found_before_training(tmp_path, capsys):
+    """Was: one unreadable image crashed training mid-epoch, and every resume hit it again."""
+    from discatt_timm.config import DataConfig
+    from discatt_timm.data import load_splits
+    from discatt_timm.errors import DataError
+
+    folder = make_imagefolder(tmp_path / "folder", classes=2, per_class=(4, 2), size=8)
+    (folder / "train" / "class1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DataError, match=r"1 unreadable image\(s\) in .*, e.g. .*broken.png"):
+        load_splits(DataConfig(source="imagefolder", path=str(folder)))
+    splits = load_splits(DataConfig(source="imagefolder", path=str(folder), skip_unreadable=True))
+    assert len(splits.train) == 8 and "skipping 1 unreadable image(s)" in capsys.readouterr().out
+    assert all(row["image"].size == (8, 8) for row in splits.train)  # every one decodes

@@ -61,6 +61,8 @@ class DataConfig:
             takes at most ``test_per_class`` of the images left after the training part).
         drop_classes: class names removed from both splits (``257.clutter`` for Caltech-256).
         split_seed: seed of protocol splits, subsets and the derived canvases.
+        skip_unreadable: leave out images Pillow cannot read (said with a count); by default
+            they stop the run before training, named.
         cache_dir: where converted datasets (Fashion-MNIST) are cached; ``None`` =
             ``$XDG_CACHE_HOME/discatt_timm`` (``~/.cache/discatt_timm``).
     """
@@ -93,6 +95,7 @@ class DataConfig:
     drop_classes: tuple[str, ...] = ()
     split_seed: int = 0
     cache_dir: str | None = None
+    skip_unreadable: bool = False
 
     def __post_init__(self) -> None:
         check(

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import DataConfig
 from ..errors import DataError
@@ -32,9 +33,33 @@ from .tables import (
     normalize_columns,
     pick_splits,
     subset,
+    unreadable_images,
 )
 
+if TYPE_CHECKING:
+    import datasets
+
 __all__ = ["load_splits"]
+
+
+def _readable(table: datasets.Dataset, cfg: DataConfig) -> datasets.Dataset:
+    """``table`` without unreadable images (``data.skip_unreadable``), else an error naming
+    them, before any training starts."""
+    bad = unreadable_images(table)
+    if not bad:
+        return table
+    from datasets import Image as ImageFeature
+
+    sources = table.cast_column("image", ImageFeature(decode=False))["image"]
+    named = [sources[i].get("path") or f"row {i}" for i in bad[:3]]
+    if not cfg.skip_unreadable:
+        raise DataError(
+            f"{len(bad)} unreadable image(s) in {cfg.path or cfg.source}, e.g. "
+            f"{', '.join(named)}; remove them or set data.skip_unreadable: true"
+        )
+    print(f"data: skipping {len(bad)} unreadable image(s), e.g. {', '.join(named)}")
+    keep = sorted(set(range(len(table))) - set(bad))
+    return table.select(keep)
 
 
 def load_splits(cfg: DataConfig) -> Splits:
@@ -66,4 +91,6 @@ def load_splits(cfg: DataConfig) -> Splits:
             )
     train = subset(train, cfg.max_train_samples, cfg.split_seed)
     evaluation = subset(evaluation, cfg.max_eval_samples, cfg.split_seed)
+    if cfg.source not in ("fashion_mnist", *DERIVED):  # files on disk: find bad ones now
+        train, evaluation = (_readable(t, cfg) for t in (train, evaluation))
     return Splits(train, evaluation, tuple(names), cfg.multilabel)

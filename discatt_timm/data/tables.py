@@ -28,6 +28,7 @@ __all__ = [
     "normalize_columns",
     "pick_splits",
     "subset",
+    "unreadable_images",
 ]
 
 
@@ -136,6 +137,25 @@ def pick_splits(dd: Any, cfg: DataConfig) -> tuple[Any, Any]:
                 "(set data.train_split / data.eval_split)"
             )
     return dd[cfg.train_split], dd[cfg.eval_split]
+
+
+def unreadable_images(table: datasets.Dataset) -> list[int]:
+    """Rows of ``table`` whose image Pillow cannot read (``verify``: header and structure),
+    checked without decoding the pixels; file-backed tables only need this."""
+    import io
+
+    from datasets import Image as ImageFeature
+    from PIL import Image
+
+    bad = []
+    for index, item in enumerate(table.cast_column("image", ImageFeature(decode=False))["image"]):
+        try:
+            source = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
+            with Image.open(source) as image:
+                image.verify()
+        except Exception:  # truncated, not an image, unreadable file: all the same to us
+            bad.append(index)
+    return bad
 
 
 def subset(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
