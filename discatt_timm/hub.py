@@ -153,6 +153,7 @@ def build_model_card(
     repo_id: str | None = None,
     load_name: str | None = None,
     baseline_dir: str | Path | None = None,
+    license: str | None = None,
 ) -> ModelCard:
     """The model card of a run: YAML metadata (measured ``model-index``) and the markdown body.
 
@@ -161,6 +162,7 @@ def build_model_card(
         repo_id: the Hub repository it goes to (names the model and the usage code).
         load_name: what users pass to ``timm.create_model`` (default ``hf-hub:REPO_ID``).
         baseline_dir: a finished cross-entropy-only run to compare with in the results table.
+        license: the weights' licence (Hub id, e.g. ``mit``); default ``_license``.
     """
     info = read_run(run_dir)
     baseline = read_run(baseline_dir).metrics if baseline_dir is not None else None
@@ -169,7 +171,7 @@ def build_model_card(
     base_model = _base_model(info)
     card_data = ModelCardData(
         library_name="timm",
-        license="apache-2.0",
+        license=_license(info, license),
         tags=list(TAGS),
         datasets=[info.dataset] if info.dataset else None,
         base_model=base_model,
@@ -235,6 +237,18 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _license(info: RunInfo, given: str | None) -> str:
+    """The licence on the card: the one given; for weights fine-tuned from others, theirs
+    (timm's ``pretrained_cfg['license']``) or ``other`` when unknown, never this package's;
+    for weights trained from scratch by its recipes, the package's ``apache-2.0``."""
+    if given:
+        return given
+    model = info.recipe.get("model", {})
+    if model.get("pretrained") or model.get("checkpoint"):
+        return info.config.get("pretrained_cfg", {}).get("license") or "other"
+    return "apache-2.0"
+
+
 def build_folder(
     run_dir: str | Path,
     out_dir: str | Path,
@@ -242,6 +256,7 @@ def build_folder(
     repo_id: str | None = None,
     load_name: str | None = None,
     baseline_dir: str | Path | None = None,
+    license: str | None = None,
 ) -> Path:
     """Write the repository content of a run into ``out_dir`` and return it.
 
@@ -254,7 +269,7 @@ def build_folder(
     if load_name is None and repo_id is None:
         load_name = f"local-dir:{out}"
     card = build_model_card(
-        run_dir, repo_id=repo_id, load_name=load_name, baseline_dir=baseline_dir
+        run_dir, repo_id=repo_id, load_name=load_name, baseline_dir=baseline_dir, license=license
     )
     out.mkdir(parents=True, exist_ok=True)
     for name in ("model.safetensors", "metrics.json", "recipe.yaml", "attention_maps.png"):
@@ -290,6 +305,7 @@ def publish(
     token: str | None = None,
     baseline_dir: str | Path | None = None,
     overwrite: bool = False,
+    license: str | None = None,
 ) -> str:
     """Build the repository content and upload it (``repo_id``) or keep it (``local_dir``).
 
@@ -311,10 +327,12 @@ def publish(
     read_run(run_dir)  # fail on an unfinished run before any network call
     if local_dir is not None:
         _check_local_dir(Path(local_dir), Path(run_dir), overwrite)
-        return str(build_folder(run_dir, local_dir, baseline_dir=baseline_dir))
+        return str(build_folder(run_dir, local_dir, baseline_dir=baseline_dir, license=license))
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = build_folder(run_dir, tmp, repo_id=repo_id, baseline_dir=baseline_dir)
+        folder = build_folder(
+            run_dir, tmp, repo_id=repo_id, baseline_dir=baseline_dir, license=license
+        )
         url = api.create_repo(repo_id, private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, exist_ok=True)

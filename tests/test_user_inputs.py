@@ -245,3 +245,31 @@ def test_unreadable_images_are_found_before_training(tmp_path, capsys):
     splits = load_splits(DataConfig(source="imagefolder", path=str(folder), skip_unreadable=True))
     assert len(splits.train) == 8 and "skipping 1 unreadable image(s)" in capsys.readouterr().out
     assert all(row["image"].size == (8, 8) for row in splits.train)  # every one decodes
+
+
+def test_the_card_licence_follows_the_weights(tiny_data, tmp_path):
+    """Was: every card said apache-2.0, also for weights fine-tuned from others' weights."""
+    import json
+    import shutil
+
+    import yaml
+
+    from discatt_timm.hub import build_model_card
+
+    result = train(
+        config_from_dict(tiny_recipe(tiny_data, tmp_path / "runs", schedule={"epochs": 1}))
+    )
+    assert build_model_card(result.run_dir).data.license == "apache-2.0"  # from scratch
+    tuned = tmp_path / "tuned"
+    shutil.copytree(result.run_dir, tuned)
+    recipe = yaml.safe_load((tuned / "recipe.yaml").read_text())
+    recipe["model"]["pretrained"] = True
+    (tuned / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    config = json.loads((tuned / "config.json").read_text())
+    config["pretrained_cfg"].pop("license", None)
+    (tuned / "config.json").write_text(json.dumps(config))
+    assert build_model_card(tuned).data.license == "other"  # the base licence is unknown
+    config["pretrained_cfg"]["license"] = "cc-by-nc-4.0"
+    (tuned / "config.json").write_text(json.dumps(config))
+    assert build_model_card(tuned).data.license == "cc-by-nc-4.0"
+    assert build_model_card(tuned, license="mit").data.license == "mit"

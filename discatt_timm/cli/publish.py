@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", help="branch to upload to (created if missing)")
     parser.add_argument("--baseline", help="a finished baseline run to compare with in the card")
     parser.add_argument(
+        "--license",
+        help="the weights' licence on the card (default: the base weights' licence when "
+        "fine-tuned, else apache-2.0)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="let --local-dir replace files of a non-empty folder",
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         revision=args.revision,
         baseline_dir=args.baseline,
         overwrite=args.overwrite,
+        license=args.license,
     )
     print(where)
     return 0
