@@ -8,14 +8,14 @@ import timm
 import torch
 from conftest import MODEL_INPUT, batch
 
-from discatt_timm import attention_maps, create_attention, list_attentions, resolve_layers
-from discatt_timm.attention import capture_features, class_cotangents, class_gradients
-from discatt_timm.layers import get_submodule
-
-pytest.importorskip("pytorch_grad_cam")
+# the oracle is a declared test dependency (grad-cam in the test extra): never skipped
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus  # noqa: E402
 from pytorch_grad_cam.base_cam import BaseCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+
+from discatt_timm import attention_maps, create_attention, list_attentions, resolve_layers
+from discatt_timm.attention import capture_features, class_cotangents, class_gradients
+from discatt_timm.layers import get_submodule
 
 
 class ChannelCAM(BaseCAM):
