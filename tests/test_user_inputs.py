@@ -273,3 +273,21 @@ def test_the_card_licence_follows_the_weights(tiny_data, tmp_path):
     (tuned / "config.json").write_text(json.dumps(config))
     assert build_model_card(tuned).data.license == "cc-by-nc-4.0"
     assert build_model_card(tuned, license="mit").data.license == "mit"
+
+
+def test_deterministic_runs_warn_where_torch_has_no_deterministic_kernel(tiny_data, tmp_path):
+    """Was: deterministic: true asked for errors, which CUDA's adaptive-average-pool backward
+    (every timm head) raises, and left cuBLAS without its workspace setting."""
+    import os
+
+    cfg = config_from_dict(
+        tiny_recipe(tiny_data, tmp_path / "runs", schedule={"epochs": 1}, deterministic=True)
+    )
+    try:
+        train(cfg)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False

@@ -328,7 +328,8 @@ class TrainConfig:
         model, data, optim, schedule, attention, accelerate, checkpoint, eval: the sections.
         description: free text (e.g. where the starting weights come from).
         seed: seed of ``accelerate.utils.set_seed``, the data order and the augmentations.
-        deterministic: also ask torch for deterministic algorithms.
+        deterministic: also ask torch for deterministic algorithms (a warning, not an error,
+            for ops that have none, e.g. adaptive average pooling's backward on CUDA).
         output_dir: parent of the run directory.
 
     ``attention.method: none`` trains the plain baseline (cross-entropy or multi-label soft

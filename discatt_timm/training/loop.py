@@ -20,6 +20,7 @@ Accelerate config is untested, and the final export assumes unsharded weights.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -105,6 +106,16 @@ def _prepare_run_dir(cfg: TrainConfig, accelerator: Any, run_dir: Path) -> None:
         dump_recipe(cfg, run_dir / "recipe.yaml")
 
 
+def _deterministic() -> None:
+    """Deterministic kernels where torch has them, a warning where it has none (on CUDA the
+    adaptive-average-pool backward of every timm head has none: an error would stop the run),
+    and the cuBLAS workspace that deterministic matmuls need (set before CUDA starts)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def _check_before_work(cfg: TrainConfig) -> None:
     """What can be refused before any data loads or any file is written: the output folder,
     an unreadable starting checkpoint, layer names the model does not have."""
@@ -160,7 +171,9 @@ def setup(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> Ru
             "(METHOD.md); prefer bf16"
         )
     _check_before_work(cfg)
-    set_seed(cfg.seed, deterministic=cfg.deterministic)
+    set_seed(cfg.seed)
+    if cfg.deterministic:
+        _deterministic()
     start_from = resume_point(accelerator, run_dir, resume)
     if start_from is not None:
         _check_same_recipe(cfg, run_dir)
