@@ -21,6 +21,7 @@ __all__ = [
     "LoadError",
     "PublishError",
     "RecipeError",
+    "TrainingError",
     "UserError",
     "close_matches",
     "did_you_mean",
@@ -49,6 +50,10 @@ class CheckpointError(UserError):
 
 class ExplainError(UserError):
     """An image, class, layer or option of ``explain``/``metrics`` that cannot be used."""
+
+
+class TrainingError(UserError):
+    """A run that cannot go on (its loss is no longer a number): the message says what to try."""
 
 
 class PublishError(UserError):

@@ -291,3 +291,19 @@ def test_deterministic_runs_warn_where_torch_has_no_deterministic_kernel(tiny_da
     finally:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
+
+
+def test_nan_inputs_are_said_not_trained_on(tiny_data, tmp_path):
+    """Was: NaN inputs gave NaN maps and NaN losses without a word."""
+    from discatt_timm.errors import TrainingError
+
+    model = timm.create_model("resnet18", num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        attention_maps(model, x, torch.tensor([1, 2]))
+    cfg = config_from_dict(
+        tiny_recipe(tiny_data, tmp_path / "runs", optim={"lr": 1.0e30}, schedule={"epochs": 1})
+    )
+    with pytest.raises(TrainingError, match=r"the training loss is nan at step [12]: check"):
+        train(cfg)

@@ -93,6 +93,8 @@ def attention_maps(
     in_chans = getattr(unwrap_model(model), "in_chans", None)
     if isinstance(in_chans, int) and x.shape[1] != in_chans:
         raise ValueError(f"x has {x.shape[1]} channels; the model takes {in_chans}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x holds NaN or infinite values: their maps would be NaN")
     if size is not None and min((size,) if isinstance(size, int) else tuple(size)) < 1:
         raise ValueError(f"size must be positive, got {size}")
     if targets.shape[0] != x.shape[0]:

@@ -20,6 +20,7 @@ Accelerate config is untested, and the final export assumes unsharded weights.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 
 from ..config import TrainConfig
 from ..data import build_data, build_loaders, load_splits
-from ..errors import CheckpointError, DataError, RecipeError
+from ..errors import CheckpointError, DataError, RecipeError, TrainingError
 from ..evaluation import evaluate
 from ..layers import resolve_layers
 from ..loading import find_weights, load_model, weight_shapes
@@ -239,6 +240,12 @@ def _after_step(run: Run, progress: Any, window: Meter) -> Meter:
     if state.global_step % cfg.accelerate.log_every_n_steps == 0:
         values = {f"train/{k}": v for k, v in window.means().items()}
         values["train/lr"] = run.optimizer.param_groups[0]["lr"]
+        if not math.isfinite(values["train/loss"]):  # the means are read here anyway
+            raise TrainingError(
+                f"the training loss is {values['train/loss']} at step {state.global_step}: "
+                "check the inputs for NaN/inf values, or lower optim.lr (the last checkpoint "
+                "is kept for --resume)"
+            )
         accelerator.log(values, step=state.global_step)
         progress.set_postfix(loss=f"{values['train/loss']:.4f}")
         window = Meter()
