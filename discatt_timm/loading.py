@@ -216,6 +216,7 @@ def load_model(
                     f"{spec}: no weights in {folder} (expected {' or '.join(WEIGHT_FILES)}); "
                     "pass --checkpoint FILE"
                 )
+            weight_shapes(find_weights(folder))  # truncated or foreign weights: one line
         return _create(name, spec, pretrained=pretrained, **kwargs).eval()
     file = find_weights(checkpoint)
     shapes = weight_shapes(file)

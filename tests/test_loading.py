@@ -114,3 +114,16 @@ def test_a_new_class_count_keeps_the_backbone_and_a_fresh_head(files):
     assert all(torch.equal(s[k], t[k]) for k in s if k not in head)
     with pytest.raises(LoadError, match="does not fit"):
         load_model("cifar_resnet20", files / "r18.safetensors", num_classes=3)
+
+
+def test_truncated_weights_in_a_run_directory_are_one_line(tmp_path, capsys):
+    """Was: a SafetensorError traceback from inside timm."""
+    save_for_hf(_model(3), str(tmp_path / "run"), safe_serialization=True)
+    weights = tmp_path / "run" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(LoadError, match="cannot read checkpoint .*model.safetensors"):
+        load_model(str(tmp_path / "run"))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(image)
+    assert main(["explain", "--model", str(tmp_path / "run"), str(image)]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
