@@ -260,6 +260,17 @@ def _call_spec(spec: NameSpec, model: nn.Module, entry: _Entry, role: str) -> An
         raise LayerError(" ".join(msg.split())) from err
 
 
+def _check_layout(model: nn.Module) -> None:
+    """Feature maps must be channels-first (``B x D x H x W``); timm says otherwise through
+    ``output_fmt`` (Swin: ``NHWC``)."""
+    layout = getattr(model, "output_fmt", "NCHW")
+    if isinstance(layout, str) and layout.upper() != "NCHW":
+        raise LayerError(
+            f"{_describe(model)} gives channels-last ({layout}) feature maps, which the maps "
+            "would read as channels-first (a silent wrong answer); they are not supported yet"
+        )
+
+
 def resolve_layers(
     model: nn.Module, inner: str | None = None, last: str | None = None
 ) -> LayerPair:
@@ -271,6 +282,7 @@ def resolve_layers(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    _check_layout(model)
     modules = dict(model.named_modules())
     if inner is None or last is None:
         arch = _arch_name(model)
@@ -303,6 +315,7 @@ def resolve_layer(model: nn.Module, layer: str) -> str:
     core = unwrap_model(model)
     if layer in ("last", "inner"):
         return getattr(resolve_layers(core), layer)
+    _check_layout(core)
     get_submodule(core, layer)
     return layer
 

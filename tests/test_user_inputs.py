@@ -307,3 +307,19 @@ def test_nan_inputs_are_said_not_trained_on(tiny_data, tmp_path):
     )
     with pytest.raises(TrainingError, match=r"the training loss is nan at step [12]: check"):
         train(cfg)
+
+
+def test_channels_last_feature_maps_are_refused_not_misread():
+    """Was: Swin's NHWC stage outputs were mapped as NCHW (maps of shape B x 7 x 768)."""
+    from discatt_timm import resolve_layers
+    from discatt_timm.layers import LayerError
+
+    swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=3)
+    for call in (
+        lambda: resolve_layers(swin),
+        lambda: attention_maps(swin.eval(), torch.randn(1, 3, 224, 224), torch.tensor([1])),
+        lambda: DiscriminativeAttentionLoss(swin),
+        lambda: attention_maps(swin, torch.randn(1, 3, 224, 224), torch.tensor([1]), layer="norm"),
+    ):
+        with pytest.raises(LayerError, match=r"channels-last \(NHWC\) feature maps"):
+            call()
