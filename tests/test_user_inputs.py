@@ -323,3 +323,20 @@ def test_channels_last_feature_maps_are_refused_not_misread():
     ):
         with pytest.raises(LayerError, match=r"channels-last \(NHWC\) feature maps"):
             call()
+
+
+def test_a_paper_recipe_after_a_plain_install_stops_at_once_with_the_extra(tmp_path):
+    """Was: 24 of the 28 paper recipes log to tensorboard, which no dependency or extra
+    brought; the line now names the extra, and nothing is loaded or written first."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed here")
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "cifar100_resnet110_pixel.yaml"
+    cfg = load_recipe(recipe, [f"output_dir={tmp_path}"])
+    assert "tensorboard" in cfg.accelerate.log_with
+    with pytest.raises(RecipeError, match=r"pip install 'discatt-timm\[tensorboard\]'"):
+        train(cfg)
+    assert not any(tmp_path.iterdir())
