@@ -226,6 +226,8 @@ class DiscriminativeAttentionLoss:
         return f"{type(self).__name__}({self.config}, layers={self.layers})"
 
     def _check_targets(self, targets: Tensor, logits: Tensor) -> None:
+        """Shapes and dtypes always; the class range on CPU targets (a check on GPU targets
+        would synchronise every step; there PyTorch's own device assert reports them)."""
         batch, num_classes = logits.shape
         if self.config.multilabel:
             if targets.shape != (batch, num_classes):
@@ -240,8 +242,8 @@ class DiscriminativeAttentionLoss:
                 f"targets must be ({batch},) integer class indices, got shape "
                 f"{tuple(targets.shape)} and dtype {targets.dtype} (multilabel=True for multi-hot)"
             )
-        elif batch:
-            low, high = (int(v) for v in torch.aminmax(targets))  # one sync of two numbers
+        elif batch and targets.device.type == "cpu":  # free here; on a GPU it would sync
+            low, high = (int(v) for v in torch.aminmax(targets))
             if low < 0 or high >= num_classes:
                 raise ValueError(
                     f"target class indices must lie in [0, {num_classes - 1}] for a model with "
