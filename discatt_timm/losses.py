@@ -16,7 +16,10 @@ from torch import Tensor, nn
 
 from .attention import capture_features, class_gradients, create_attention
 from .attention.gradients import folds_classes_well
+from .attention.precision import as_float32, full_precision, low_precision
 from .config import AttentionLossConfig
+from .config.attention import LOW_PRECISION_REASON, pixel_maps_unsafe_in_low_precision
+from .errors import UserError
 from .layers import LayerPair, resolve_layers, unwrap_model
 
 __all__ = [
@@ -107,10 +110,6 @@ def classification_loss(logits: Tensor, targets: Tensor, *, multilabel: bool = F
     if multilabel:
         return F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))
     return F.cross_entropy(logits, targets)
-
-
-def _at_least_float32(x: Tensor) -> Tensor:
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 class AttentionTerms(NamedTuple):
@@ -250,6 +249,17 @@ class DiscriminativeAttentionLoss:
                     f"{num_classes} classes, got min {low}, max {high}"
                 )
 
+    def _check_precision(self, x: Tensor) -> None:
+        """Refuse the settings whose attention gradient bf16/fp16 loses (see ``precision``)."""
+        cfg = self.config
+        if pixel_maps_unsafe_in_low_precision(cfg.method, cfg.normalize) and low_precision(
+            x, unwrap_model(self.model)
+        ):
+            raise UserError(
+                f"normalize={cfg.normalize!r} with method='pixel' under bf16/fp16: "
+                f"{LOW_PRECISION_REASON}; use normalize='softmax', method='channel', or fp32"
+            )
+
     def terms(self, x: Tensor, targets: Tensor) -> AttentionTerms:
         """One forward and the per-sample attention terms (no batch reduction).
 
@@ -292,11 +302,36 @@ class DiscriminativeAttentionLoss:
                 analytic=analytic,
                 fold_classes=folds_classes_well(self.model),
             )
-        # 2 x B x h x w maps (target, confusing); losses in float32 at least (autocast-safe).
-        # Softmax normalisation takes the map before its ReLU (it cannot vanish).
+        # Maps, masks and losses in float32 with autocast off (attention/precision.py).
+        with full_precision(logits.device.type):
+            siou_inner, siou_last, consistency, zero_maps = self._map_terms(
+                as_float32(capture[inner]),
+                as_float32(capture[last]),
+                as_float32(grad_inner),
+                as_float32(grad_last),
+            )
+        return AttentionTerms(
+            logits=logits,
+            cls=cls,
+            siou_inner=siou_inner,
+            siou_last=siou_last,
+            consistency=consistency,
+            valid=valid,
+            confusing=confusing,
+            zero_maps=zero_maps,
+        )
+
+    def _map_terms(
+        self, feats_inner: Tensor, feats_last: Tensor, grad_inner: Tensor, grad_last: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """sIoU inner, sIoU last, consistency (``B`` each) and the zero-map flags
+        (``2 x 2 x B``) from the 2 x B x h x w maps (target, confusing) at both layers.
+
+        Softmax normalisation takes the map before its ReLU (it cannot vanish)."""
+        cfg = self.config
         attend = self.attention.combine if cfg.normalize == "softmax" else self.attention
-        maps_inner = _at_least_float32(attend(capture[inner], grad_inner))
-        maps_last = _at_least_float32(attend(capture[last], grad_last))
+        maps_inner = attend(feats_inner, grad_inner)
+        maps_last = attend(feats_last, grad_last)
         zero_maps = torch.stack(
             [(m.detach().amax(dim=(-2, -1)) <= 0) for m in (maps_inner, maps_last)]
         )
@@ -307,16 +342,11 @@ class DiscriminativeAttentionLoss:
         if cfg.detach_mask:
             mask = mask.detach()
         mask_inner = F.interpolate(mask[:, None], size=maps_inner.shape[-2:], mode="bilinear")[:, 0]
-
-        return AttentionTerms(
-            logits=logits,
-            cls=cls,
-            siou_inner=soft_iou(maps_inner[0], maps_inner[1], mask_inner, eps=cfg.eps),
-            siou_last=soft_iou(maps_last[0], maps_last[1], mask, eps=cfg.eps),
-            consistency=consistency_loss(maps_inner[0], mask_inner, alpha=cfg.alpha, eps=cfg.eps),
-            valid=valid,
-            confusing=confusing,
-            zero_maps=zero_maps,
+        return (
+            soft_iou(maps_inner[0], maps_inner[1], mask_inner, eps=cfg.eps),
+            soft_iou(maps_last[0], maps_last[1], mask, eps=cfg.eps),
+            consistency_loss(maps_inner[0], mask_inner, alpha=cfg.alpha, eps=cfg.eps),
+            zero_maps,
         )
 
     def __call__(
@@ -326,6 +356,7 @@ class DiscriminativeAttentionLoss:
         before it only the classification loss is computed and the attention parts are 0."""
         if epoch is not None and epoch < self.config.warmup_epochs:
             return self._plain(x, targets)
+        self._check_precision(x)
         terms = self.terms(x, targets)
         # Samples without a target/confusing pair (multi-label edge cases) contribute nothing.
         weight = terms.valid.to(terms.siou_last.dtype)

@@ -259,11 +259,12 @@ def test_multilabel_samples_without_present_or_absent_class_contribute_nothing()
     assert torch.isfinite(only_valid.loss)
 
 
-def test_bf16_autocast_on_cpu_is_finite():
-    criterion = resnet_loss()
+def test_bf16_autocast_on_cpu_is_finite_with_terms_in_float32():
+    criterion = resnet_loss(normalize="softmax")  # max-normalised pixel maps: test_precision
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = criterion(batch(64), torch.tensor([1, 2, 3, 4]))
     assert all(torch.isfinite(v).all() for v in out)
+    assert out.siou_inner.dtype == out.siou_last.dtype == out.consistency.dtype == torch.float32
     out.loss.backward()
     model = criterion.model
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -133,6 +133,10 @@ def test_quickstart_is_supervised_and_small():
         ("attention.multilabel=true", "recipe key 'attention.multilabel' cannot be set"),
         ("accelerate.static_graph=true", "recipe key 'accelerate.static_graph' must be false"),
         (
+            "accelerate.mixed_precision=bf16",
+            "recipe key 'attention.normalize' must be softmax with method pixel under",
+        ),
+        (
             "accelerate.mixed_precision=fp8",
             "recipe key 'accelerate.mixed_precision' must be one of",
         ),
@@ -171,6 +175,12 @@ def test_baseline_allows_static_graph_and_numeric_strings():
         )
     )
     assert cfg.accelerate.static_graph and cfg.optim.lr == 1e-3  # PyYAML reads 1e-3 as a string
+
+
+def test_mixed_precision_allows_softmax_pixel_maps_and_channel_maps():
+    for attention in ({"method": "pixel", "normalize": "softmax"}, {"method": "channel"}):
+        cfg = config_from_dict(minimal(attention=attention, accelerate={"mixed_precision": "bf16"}))
+        assert cfg.accelerate.mixed_precision == "bf16"
 
 
 def test_multilabel_follows_data():

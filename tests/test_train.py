@@ -110,6 +110,7 @@ def test_bf16_autocast_on_cpu_gives_finite_losses(tiny_data, tmp_path):
             tiny_data,
             tmp_path,
             accelerate={"mixed_precision": "bf16", "cpu": True, "log_with": trackers},
+            attention={"method": "pixel", "normalize": "softmax"},
             schedule={"max_steps": 2},
             eval={"attention_max_samples": 4},
         )

@@ -210,7 +210,12 @@ def test_one_class_folder_fp16_on_cpu_and_hidden_layers_are_refused(tiny_data, t
     with pytest.raises(DataError, match="needs at least two class folders"):
         load_splits(DataConfig(source="imagefolder", path=str(one)))
     cfg = config_from_dict(
-        tiny_recipe(tiny_data, tmp_path / "runs", accelerate={"mixed_precision": "fp16"})
+        tiny_recipe(
+            tiny_data,
+            tmp_path / "runs",
+            accelerate={"mixed_precision": "fp16"},
+            attention={"method": "channel"},
+        )
     )
     with pytest.raises(RecipeError, match="fp16, which the CPU runs in fp32"):
         train(cfg)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import get_submodule, unwrap_model
+from .precision import as_float32, autocast_enabled, class_grad_scale
 
 __all__ = [
     "FeatureCapture",
@@ -68,17 +69,24 @@ class FeatureCapture:
     def pooled_linear(self, name: str, logits: Tensor) -> bool:
         """True if ``logits == head_weight @ mean_hw(features[name]) + b`` (analytic gradient).
 
-        Checks that the classifier's output is the logits and that its input is the spatial
-        mean of the layer (so no dropout, max pooling or norm sits between them). One sync.
+        Checks that the classifier's output is the logits (the same tensor, or an upcast copy
+        of it as Accelerate's mixed-precision wrapper returns) and that its input is the
+        spatial mean of the layer (so no dropout, max pooling or norm sits between them), to
+        the rounding of the head input's dtype (bfloat16: 2**-7). One sync.
         """
-        feats = self.features.get(name)
-        x = self.head_input
-        if feats is None or x is None or self.head_output is not logits or feats.ndim != 4:
+        feats, x, out = self.features.get(name), self.head_input, self.head_output
+        if feats is None or x is None or out is None or feats.ndim != 4:
+            return False
+        if out is not logits and not (
+            out.shape == logits.shape
+            and torch.equal(out.detach().to(logits.dtype), logits.detach())
+        ):
             return False
         if x.shape != feats.shape[:2]:
             return False
         pooled = feats.detach().float().mean(dim=(-2, -1))
-        return bool(torch.allclose(x.detach().float(), pooled, rtol=1e-3, atol=1e-5))
+        rtol = max(1e-3, 2 * torch.finfo(x.dtype).eps) if x.is_floating_point() else 1e-3
+        return bool(torch.allclose(x.detach().float(), pooled, rtol=rtol, atol=1e-5))
 
 
 @contextmanager
@@ -191,19 +199,21 @@ def class_gradients(
         weight = capture.head_weight
         if not create_graph:
             weight = weight.detach()
+        # In the head's dtype (float32 parameters under autocast): no rounding to the features'.
         grads = torch.matmul(cotangents.to(weight.dtype), weight) / (
             feats.shape[-2] * feats.shape[-1]
         )
-        out[name] = grads[..., None, None].to(feats.dtype)
+        out[name] = grads[..., None, None]
     rest = [name for name in names if name not in out]
     if rest:
         inputs = [capture[name] for name in rest]
-        cotangents = cotangents.to(logits.dtype)
+        scale = class_grad_scale(inputs)  # float16 backward: keep the gradients in range
+        cotangents = cotangents.to(logits.dtype) * scale
         grads = _vjps(logits, inputs, cotangents, create_graph, fold_classes)
         for name, grad in zip(rest, grads, strict=True):
             if grad is None:
                 raise RuntimeError(f"the logits do not depend on layer {name!r}")
-            out[name] = grad
+            out[name] = as_float32(grad) / scale if scale != 1.0 else grad
     return [out[name] for name in names]
 
 
@@ -222,7 +232,7 @@ def _vjps(
     plain backward per class, all on the retained graph.
     """
     options = {"retain_graph": True, "create_graph": create_graph, "allow_unused": True}
-    if cotangents.shape[0] > 1 and fold_classes and _autocast_enabled(outputs.device.type):
+    if cotangents.shape[0] > 1 and fold_classes and autocast_enabled(outputs.device.type):
         grads = torch.autograd.grad(outputs, inputs, cotangents, is_grads_batched=True, **options)
         return list(grads)
     unused: list[bool] = []
@@ -241,12 +251,3 @@ def _vjps(
         found = [torch.stack(grads) for grads in zip(*per_class, strict=True)]
     grads = iter(found)
     return [None if skip else next(grads) for skip in unused]
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4: no device argument
-        if device_type == "cpu":
-            return torch.is_autocast_cpu_enabled()
-        return torch.is_autocast_enabled()

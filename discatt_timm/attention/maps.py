@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..layers import resolve_layer, unwrap_model
 from .base import AttentionMethod, create_attention
 from .gradients import capture_features, class_cotangents, class_gradients, folds_classes_well
+from .precision import as_float32, full_precision
 
 __all__ = ["attention_maps", "minmax_scale", "resize_maps"]
 
@@ -125,9 +126,8 @@ def attention_maps(
             analytic=analytic,
             fold_classes=folds_classes_well(model),
         )
-    feats = capture[name].detach()
-    maps = attention(feats, grads.detach())  # K x B x h x w
-    maps = maps.to(torch.promote_types(maps.dtype, torch.float32))
+    with full_precision(logits.device.type):  # combined in float32, as the loss does
+        maps = attention(as_float32(capture[name].detach()), as_float32(grads.detach()))
     if size is not None:
         maps = minmax_scale(resize_maps(maps, size))
     maps = maps.transpose(0, 1)  # B x K x h x w

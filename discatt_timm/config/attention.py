@@ -13,6 +13,17 @@ __all__ = ["AttentionLossConfig"]
 
 GRAD_MODES = ("exact", "detached")
 NORMALIZATIONS = ("max", "sum", "softmax", "none")
+# Pixel maps divided by their max or sum under bf16/fp16: refused (tests/test_precision.py).
+LOW_PRECISION_UNSAFE = ("max", "sum")
+LOW_PRECISION_REASON = (
+    "a nearly vanished pixel map divided by its maximum carries most of the gradient, and "
+    "bf16/fp16 cannot resolve it (gradient cosine 0.35 with fp32's, measured)"
+)
+
+
+def pixel_maps_unsafe_in_low_precision(method: str, normalize: str) -> bool:
+    """True for the settings whose attention gradient mixed precision loses."""
+    return method == "pixel" and normalize in LOW_PRECISION_UNSAFE
 
 
 def _require(ok: bool, message: str) -> None:

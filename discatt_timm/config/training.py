@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from ..errors import did_you_mean
 from ._checks import check, positive_int
-from .attention import AttentionLossConfig
+from .attention import LOW_PRECISION_REASON, AttentionLossConfig, pixel_maps_unsafe_in_low_precision
 from .data import DataConfig
 
 __all__ = [
@@ -222,8 +222,9 @@ class AccelerateConfig:
     """Accelerate settings: the one code path for CPU, one GPU, many GPUs and many machines.
 
     Attributes:
-        mixed_precision: ``no``, ``fp16`` (GPU only; class gradients are not loss-scaled, see
-            METHOD.md) or ``bf16`` (preferred).
+        mixed_precision: ``no``, ``fp16`` (GPU only; class gradients scaled into fp16's
+            range) or ``bf16``. Maps and losses run in fp32 either way; pixel maps with
+            ``normalize: max``/``sum`` are refused under both (``attention/precision.py``).
         gradient_accumulation_steps: micro-batches per optimizer step.
         cpu: force the CPU even where an accelerator exists.
         static_graph: DDP ``static_graph``. Refused with attention supervision: DDP then
@@ -373,6 +374,16 @@ class TrainConfig:
             f"must be false with attention.method {self.attention.method!r}: DDP static_graph "
             "silently stops the gradient all-reduce when the first backward of an iteration is "
             "the attention autograd.grad",
+        )
+        check(
+            self.accelerate.mixed_precision == "no"
+            or not pixel_maps_unsafe_in_low_precision(
+                self.attention.method, self.attention.normalize
+            ),
+            "attention.normalize",
+            f"must be softmax with method pixel under mixed_precision "
+            f"{self.accelerate.mixed_precision!r}, got {self.attention.normalize!r}: "
+            f'{LOW_PRECISION_REASON} (or use method channel, or mixed_precision "no")',
         )
         for key, values in (("data.mean", self.data.mean), ("data.std", self.data.std)):
             check(
