@@ -10,9 +10,13 @@ after warm-up rounds; medians over the rounds:
                per class and per layer with ``create_graph=True``, no analytic last layer.
 
 Cases: resnet18 at 64 px batch 32 and cifar_resnet56 at 32 px batch 64, 10 classes, random
-weights. Also per step: peak memory above the level before the step (CPU: the allocation and
-free events of ``torch.profiler(profile_memory=True)``; CUDA: ``torch.cuda.max_memory_allocated``)
-and FLOPs (``torch.utils.flop_counter``: the work done, free of timing noise). ``--profile``
+weights. ``--precision bf16`` runs every step under bf16 autocast with softmax-normalised pixel
+maps (max-normalised ones are refused there) and times one more step, ``exact_bf16_maps``: the
+exact loss with its maps combined in bf16 as before issue 13, so that the cost of keeping the
+maps and losses in fp32 is the ratio of ``exact`` to it. Also per step: peak memory above the
+level before the step (CPU: the allocation and free events of
+``torch.profiler(profile_memory=True)``; CUDA: ``torch.cuda.max_memory_allocated``) and FLOPs
+(``torch.utils.flop_counter``: the work done, free of timing noise). ``--profile``
 prints where the exact step's extra time goes, by operator and input shape.
 
     .venv/bin/python benchmarks/step_overhead.py     # CPU, then CUDA when one is available
@@ -21,6 +25,7 @@ prints where the exact step's extra time goes, by operator and input shape.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import itertools
 import platform
@@ -38,10 +43,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import discatt_timm  # noqa: F401  (registers cifar_resnet*)
 from discatt_timm import DiscriminativeAttentionLoss, resolve_layers
+from discatt_timm import losses as discatt_losses
 from discatt_timm.reference import naive_attention_loss
 
 CASES = {"resnet18": (64, 32), "cifar_resnet56": (32, 64)}  # name: (input px, batch)
 VARIANTS = ("plain", "exact", "detached", "naive")
+BF16_VARIANTS = ("plain", "exact", "exact_bf16_maps", "detached")
 TARGET_CASE = "resnet18"  # issue #3's targets are for resnet18 @ 64 px, batch 32, CPU
 TIME_TARGETS = {"exact": 1.35, "detached": 1.10}
 MEMORY_TARGETS = {"exact": 1.5}
@@ -59,22 +66,25 @@ def cpu_name() -> str:
 
 
 class Case:
-    """One model, optimizer and batch, and the four training steps on them."""
+    """One model, optimizer and batch, and the training steps on them."""
 
-    def __init__(self, name: str, device: torch.device) -> None:
+    def __init__(self, name: str, device: torch.device, precision: str = "fp32") -> None:
         size, batch = CASES[name]
-        self.name, self.device = name, device
+        self.name, self.device, self.precision = name, device, precision
+        self.variants = BF16_VARIANTS if precision == "bf16" else VARIANTS
         torch.manual_seed(0)
         model = timm.create_model(name, pretrained=False, num_classes=10).to(device).train()
         self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         x = torch.randn(batch, 3, size, size, device=device)
         y = torch.randint(0, 10, (batch,), device=device)
-        exact = DiscriminativeAttentionLoss(model, grad_mode="exact")
-        detached = DiscriminativeAttentionLoss(model, grad_mode="detached")
+        options = {"normalize": "softmax"} if precision == "bf16" else {}
+        exact = DiscriminativeAttentionLoss(model, grad_mode="exact", **options)
+        detached = DiscriminativeAttentionLoss(model, grad_mode="detached", **options)
         layers = resolve_layers(model)
         losses: dict[str, Callable[[], torch.Tensor]] = {
             "plain": lambda: F.cross_entropy(model(x), y),
             "exact": lambda: exact(x, y).loss,
+            "exact_bf16_maps": lambda: _maps_in_model_precision(lambda: exact(x, y).loss),
             "detached": lambda: detached(x, y).loss,
             "naive": lambda: naive_attention_loss(
                 model, x, y, inner=layers.inner, last=layers.last
@@ -84,7 +94,9 @@ class Case:
 
     def step(self, variant: str) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        self.losses[variant]().backward()
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            loss = self.losses[variant]()
+        loss.backward()
         self.optimizer.step()
 
     def sync(self) -> None:
@@ -92,11 +104,22 @@ class Case:
             torch.cuda.synchronize(self.device)
 
 
+def _maps_in_model_precision(loss: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``loss()`` with the fp32 maps of issue 13 undone (maps in the autocast dtype)."""
+    saved = discatt_losses.full_precision, discatt_losses.as_float32
+    discatt_losses.full_precision = lambda device_type: contextlib.nullcontext()
+    discatt_losses.as_float32 = lambda x: x
+    try:
+        return loss()
+    finally:
+        discatt_losses.full_precision, discatt_losses.as_float32 = saved
+
+
 def time_interleaved(case: Case, repeats: int, warmup: int) -> dict[str, list[float]]:
     """Seconds per step for each variant, rounds a b c d a b c d ...; warm-up rounds dropped."""
-    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    times: dict[str, list[float]] = {variant: [] for variant in case.variants}
     for round_ in range(warmup + repeats):
-        for variant in VARIANTS:
+        for variant in case.variants:
             case.sync()
             start = time.perf_counter()
             case.step(variant)
@@ -150,29 +173,29 @@ def quartiles(values: list[float]) -> tuple[float, float]:
 def report(case: Case, times: dict[str, list[float]], peaks: dict, flops: dict) -> list[str]:
     """Print the table of one case; return its target-check lines."""
     size, batch = CASES[case.name]
-    medians = {v: statistics.median(times[v]) for v in VARIANTS}
+    medians = {v: statistics.median(times[v]) for v in case.variants}
     print(
         f"\n{case.name} @ {size} px, batch {batch}, 10 classes, {case.device.type}: "
         f"{len(times['plain'])} interleaved rounds (medians)"
     )
     print(
-        f"{'variant':9s} {'median ms':>10s} {'x plain':>8s} {'paired x [q1, q3]':>19s} "
+        f"{'variant':15s} {'median ms':>10s} {'x plain':>8s} {'paired x [q1, q3]':>19s} "
         f"{'peak MiB':>9s} {'x plain':>8s} {'GFLOP':>7s} {'x plain':>8s}"
     )
-    for v in VARIANTS:
+    for v in case.variants:
         q1, q3 = quartiles(paired_ratios(times, v))
         print(
-            f"{v:9s} {medians[v] * 1e3:10.1f} {medians[v] / medians['plain']:8.3f} "
+            f"{v:15s} {medians[v] * 1e3:10.1f} {medians[v] / medians['plain']:8.3f} "
             f"{f'[{q1:.3f}, {q3:.3f}]':>19s} {peaks[v] / 2**20:9.1f} "
             f"{peaks[v] / peaks['plain']:8.2f} {flops[v] / 1e9:7.2f} "
             f"{flops[v] / flops['plain']:8.3f}"
         )
     print(
         "raw ms per round: "
-        + "; ".join(f"{v} " + " ".join(f"{t * 1e3:.0f}" for t in times[v]) for v in VARIANTS)
+        + "; ".join(f"{v} " + " ".join(f"{t * 1e3:.0f}" for t in times[v]) for v in case.variants)
     )
     checks = []
-    if case.name == TARGET_CASE and case.device.type == "cpu":
+    if case.name == TARGET_CASE and case.device.type == "cpu" and case.precision == "fp32":
         for v, limit in TIME_TARGETS.items():
             ratio = medians[v] / medians["plain"]
             checks.append(
@@ -224,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated model names")
     parser.add_argument("--profile", action="store_true", help="print where exact's time goes")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="fp32, or every step under bf16 autocast (default fp32)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -252,10 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[str] = []
     for device_name in devices:
         for name in cases:
-            case = Case(name, torch.device(device_name))
+            case = Case(name, torch.device(device_name), args.precision)
             times = time_interleaved(case, args.repeats, args.warmup)
-            peaks = {v: peak_memory(case, v) for v in VARIANTS}
-            flops = {v: count_flops(case, v) for v in VARIANTS}
+            peaks = {v: peak_memory(case, v) for v in case.variants}
+            flops = {v: count_flops(case, v) for v in case.variants}
             checks += report(case, times, peaks, flops)
             if args.profile and device_name == "cpu":
                 print_profile(case)
