@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU-capable PyTorch build these machines keep on disk; a user may install any torch >= 2.1.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint format bench study study-v1 study-v2 clean demo
+.PHONY: install test lint format bench study study-v1 study-v2 clean demo check-install
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ format: install
 
 test: lint
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q
+
+# A fresh venv with only `pip install .` (no extras) runs a paper recipe for two steps on tiny
+# local data, after stopping at once with the extra its tracker needs (CI runs it too).
+check-install:
+	TORCH_PINS="$(TORCH_PINS)" bash .ci/plain_install
 
 # Fashion-MNIST comes from the Debian package dataset-fashion-mnist (installed when missing).
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +48,9 @@ from .builders import (
 )
 from .checkpoint import load_checkpoint, remove_stale, resume_point, save_checkpoint
 from .export import export, result_metrics
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 from .run import Run, TrainResult
 from .tracking import Meter, flat_config, summary
 
@@ -271,6 +274,14 @@ def start_epoch(run: Run) -> None:
     run.data.train.set_epoch(run.state.epoch)
 
 
+def _update_start(batch: int, accelerator: Accelerator) -> int:
+    """The first micro-batch of the optimizer update that ``batch`` belongs to: every
+    micro-batch of one update sees the same (fractional) epoch, so warm-up switches between
+    updates and accumulation stays equal to the large batch."""
+    steps = accelerator.gradient_accumulation_steps
+    return batch - batch % steps
+
+
 def train_epoch(run: Run) -> Meter:
     """Train the rest of the current epoch (or up to ``max_steps``); the epoch's loss means."""
     from tqdm.auto import tqdm
@@ -302,7 +313,7 @@ def train_epoch(run: Run) -> Meter:
                 run.optimizer,
                 accelerator=accelerator,
                 clip_grad=cfg.optim.clip_grad,
-                epoch=state.epoch + state.batch / len(loader),
+                epoch=state.epoch + _update_start(state.batch, accelerator) / len(loader),
             )
         state.batch += 1
         meter.update(out)
