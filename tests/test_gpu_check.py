@@ -107,3 +107,22 @@ def test_an_existing_out_file_is_not_overwritten(tmp_path, capsys, monkeypatch):
     assert exit_info.value.code == 2
     assert "--overwrite" in capsys.readouterr().err
     assert out.read_text() == "keep me\n"
+
+
+def test_a_failed_section_is_recorded_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    module = importlib.import_module("gpu_check")
+
+    def broken(*args):
+        raise RuntimeError("CUDA out of memory\nsecond line")
+
+    monkeypatch.setattr(module, "section_c", broken)
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # import fails: (d) skips
+    out = tmp_path / "gpu_check.json"
+    assert module.main(["--device", "cpu", "--quick", "--sections", "cd", "--out", str(out)]) == 1
+    sections = json.loads(out.read_text())["sections"]
+    assert sections["c_step_time"]["status"] == "failed"
+    assert sections["c_step_time"]["error"] == "RuntimeError: CUDA out of memory"
+    assert sections["d_pytorch_grad_cam"]["status"] == "skipped"
+    assert sections["d_pytorch_grad_cam"]["skipped"] == "skipped: pytorch-grad-cam not installed"
+    assert "total wall time" in capsys.readouterr().out
