@@ -9,12 +9,21 @@ backward at all (``dY_c/dF = W_c / HW``). Timed interleaved after one warm-up ca
 function; medians over the rounds. Before any speed is printed the final maps are asserted
 equal (max abs difference <= 1e-3).
 
+``--model`` takes one or more comma-separated cases of ``CASES``: ``resnet50`` (the default,
+as above) and ``vit_small_patch16_224`` (issue 14; opt-in, a ViT round takes about 35 s on
+one thread). For a transformer the layer is the module ``discatt_timm.resolve_layers`` names
+(``blocks.11.norm1`` for ``last``, ``blocks.8.norm1`` for ``inner``), and pytorch-grad-cam gets
+the usual ViT ``reshape_transform``: drop ``model.num_prefix_tokens`` tokens and fold the rest
+onto ``model.patch_embed.grid_size`` (``B x N x D`` -> ``B x D x h x w``), which is what
+``attention_maps`` does with token outputs.
+
 A round: ours GradCAM (1 target, top-5), pytorch-grad-cam GradCAM for the top-5 (5 calls; its
 rank-1 call gives the 1-target figure), ours GradCAM++ (1 target), pytorch-grad-cam GradCAM++
 (1 call). ``--all`` adds GradCAM++ for the top-5 (4 more calls a round: past 5 minutes on 2 CPU
 cores).
 
     .venv/bin/python benchmarks/cam_throughput.py
+    .venv/bin/python benchmarks/cam_throughput.py --model vit_small_patch16_224 --threads 1
 """
 
 from __future__ import annotations
@@ -33,11 +42,14 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from discatt_timm import attention_maps
+from discatt_timm import attention_maps, resolve_layers
 from discatt_timm.layers import get_submodule
 
 TOLERANCE = 1e-3  # max abs difference of the final, input-size maps
 TARGETS = {1: 2.5, 5: 10.0}  # issue #3: GradCAM speed-up with 1 target, with the top-5
+TARGET_MODEL = "resnet50"  # issue #3's targets are for resnet50's layer4
+# case: True when its layer outputs tokens (B x N x D), folded for pytorch-grad-cam
+CASES = {"resnet50": False, "vit_small_patch16_224": True}
 
 
 def cpu_name() -> str:
@@ -58,8 +70,21 @@ def grad_cam_version() -> str:
         return "unknown"
 
 
+def token_reshape(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """pytorch-grad-cam's ``reshape_transform`` for a ViT: prefix tokens dropped, grid folded."""
+    p = model.num_prefix_tokens
+    h, w = model.patch_embed.grid_size
+    return lambda t: t[:, p:].reshape(t.size(0), h, w, t.size(2)).permute(0, 3, 1, 2)
+
+
 def pgc_maps(
-    model: nn.Module, layer: nn.Module, x: Tensor, top: Tensor, method: str, ranks: int
+    model: nn.Module,
+    layer: nn.Module,
+    x: Tensor,
+    top: Tensor,
+    method: str,
+    ranks: int,
+    reshape: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[np.ndarray, list[float]]:
     """pytorch-grad-cam's final maps ``B x ranks x H x W``, one call per rank; seconds per call."""
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
@@ -70,7 +95,7 @@ def pgc_maps(
     for rank in range(ranks):
         sync(x.device)
         start = time.perf_counter()
-        with cam_class(model=model, target_layers=[layer]) as cam:
+        with cam_class(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
             targets = [ClassifierOutputTarget(int(c)) for c in top[:, rank]]
             maps.append(cam(input_tensor=x, targets=targets))
         sync(x.device)
@@ -95,14 +120,20 @@ def max_diff(a: Tensor, b: np.ndarray) -> float:
     return float((a.float().cpu() - torch.from_numpy(b)).abs().max())
 
 
-def run(args: argparse.Namespace, device: torch.device) -> list[str]:
-    """Time and check one device; print its table; return the target-check lines."""
+def run(args: argparse.Namespace, name: str, device: torch.device) -> list[str]:
+    """Time and check one model on one device; print its table; return the target-check lines."""
     torch.manual_seed(0)
-    model = timm.create_model(args.model, pretrained=False).to(device).eval()
+    model = timm.create_model(name, pretrained=False).to(device).eval()
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     with torch.no_grad():
         top = model(x).topk(5, dim=1).indices  # B x 5, chosen once, given to both tools
-    layer_name = "layer4" if args.layer == "last" else "layer3"
+    if CASES[name]:  # a transformer: the registry's layer, tokens folded for pytorch-grad-cam
+        layers = resolve_layers(model)
+        layer_name = layers.last if args.layer == "last" else layers.inner
+        reshape = token_reshape(model)
+    else:
+        layer_name = "layer4" if args.layer == "last" else "layer3"
+        reshape = None
     layer = get_submodule(model, layer_name)
     methods = ("gradcam", "gradcampp")
     pgc_ranks = {"gradcam": 5, "gradcampp": 5 if args.all else 1}  # rank 1 is the 1-target call
@@ -117,7 +148,7 @@ def run(args: argparse.Namespace, device: torch.device) -> list[str]:
     for method, k in rows:
         mine(method, k)
     for method in methods:
-        pgc_maps(model, layer, x, top, method, ranks=1)
+        pgc_maps(model, layer, x, top, method, ranks=1, reshape=reshape)
 
     ours_s: dict[tuple[str, int], list[float]] = {row: [] for row in rows}
     pgc_s: dict[tuple[str, int], list[float]] = {row: [] for row in rows}
@@ -131,7 +162,7 @@ def run(args: argparse.Namespace, device: torch.device) -> list[str]:
                 ours_s[method, k].append(seconds)
                 if round_ == 0:
                     diffs[method, k] = maps  # compared below, once pytorch-grad-cam has run
-            ref, calls = pgc_maps(model, layer, x, top, method, pgc_ranks[method])
+            ref, calls = pgc_maps(model, layer, x, top, method, pgc_ranks[method], reshape)
             pgc_s[method, 1].append(calls[0])
             if pgc_ranks[method] == 5:
                 pgc_s[method, 5].append(sum(calls))
@@ -139,11 +170,12 @@ def run(args: argparse.Namespace, device: torch.device) -> list[str]:
                 for k in (1, 5):
                     if (method, k) in diffs:
                         diffs[method, k] = max_diff(diffs[method, k], ref[:, :k])
-    return report(args, device, ours_s, pgc_s, diffs, layer_name)
+    return report(args, name, device, ours_s, pgc_s, diffs, layer_name)
 
 
 def report(
     args: argparse.Namespace,
+    name: str,
     device: torch.device,
     ours_s: dict[tuple[str, int], list[float]],
     pgc_s: dict[tuple[str, int], list[float]],
@@ -154,7 +186,7 @@ def report(
     if bad:
         raise AssertionError(f"maps differ from pytorch-grad-cam by more than {TOLERANCE}: {bad}")
     print(
-        f"\n{args.model} @ {args.size} px, batch {args.batch}, {layer_name} ({args.layer}), "
+        f"\n{name} @ {args.size} px, batch {args.batch}, {layer_name} ({args.layer}), "
         f"{device.type}: {args.repeats} interleaved rounds (medians)"
     )
     print(f"agreement: PASS, max abs difference of the final maps <= {TOLERANCE} for every row")
@@ -171,7 +203,8 @@ def report(
             f"{label:>8s}  {method:10s} {mine * 1e3:11.0f} {theirs * 1e3:12.0f} "
             f"{speedup:8.2f}x {diffs[method, k]:11.1e}"
         )
-        if method == "gradcam" and device.type == "cpu" and args.layer == "last":
+        is_target = name == TARGET_MODEL and device.type == "cpu" and args.layer == "last"
+        if method == "gradcam" and is_target:
             limit = TARGETS[k]
             checks.append(
                 f"{'PASS' if speedup >= limit else 'MISS'}  GradCAM, {label} per image: "
@@ -192,16 +225,27 @@ def main(argv: list[str] | None = None) -> int:
         "--device", default="auto", help="cpu, cuda, or auto: cpu, then cuda when available"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
-    parser.add_argument("--model", default="resnet50", help="a timm ResNet (default resnet50)")
+    parser.add_argument(
+        "--model",
+        default="resnet50",
+        help=f"comma-separated cases: {', '.join(CASES)} (default resnet50)",
+    )
     parser.add_argument("--size", type=int, default=224, help="input px (default 224)")
     parser.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
     parser.add_argument(
-        "--layer", choices=["last", "inner"], default="last", help="layer4 or layer3"
+        "--layer",
+        choices=["last", "inner"],
+        default="last",
+        help="layer4 or layer3 (a ViT: the registry's last or inner block)",
     )
     parser.add_argument("--all", action="store_true", help="also time GradCAM++ for the top-5")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    unknown = [m for m in models if m not in CASES]
+    if unknown or not models:
+        parser.error(f"unknown --model {args.model!r}; choose from {', '.join(CASES)}")
     try:
         import pytorch_grad_cam  # noqa: F401
     except ImportError:
@@ -225,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GPU: {torch.cuda.get_device_name()}")
     checks: list[str] = []
     for device_name in devices:
-        checks += run(args, torch.device(device_name))
+        for name in models:
+            checks += run(args, name, torch.device(device_name))
     if checks:
         print("\ntargets (issue #3; CPU, layer4):")
         print("\n".join(checks))

@@ -10,7 +10,16 @@ after warm-up rounds; medians over the rounds:
                per class and per layer with ``create_graph=True``, no analytic last layer.
 
 Cases: resnet18 at 64 px batch 32 and cifar_resnet56 at 32 px batch 64, 10 classes, random
-weights. ``--precision bf16`` runs every step under bf16 autocast with softmax-normalised pixel
+weights. Opt-in (issue 14), with ``--cases vit_tiny_patch16_224``: vit_tiny_patch16_224 at
+224 px batch 16 (its layers are ``blocks.8.norm1`` and ``blocks.11.norm1``, token outputs; the
+exact loss runs attention on its math path, as fused SDPA has no double backward). It is not
+in the default list because it takes 1.6 min on one thread (a round about 6.5 s), which would
+take the default run (2.5 min) past 3 minutes. The naive reference cannot run it, so its row
+reads n/a: it takes maps of the raw ``B x N x D`` module outputs (IndexError: no token
+folding), and its ``create_graph=True`` gradient would go through timm's fused SDPA, which has
+no double backward (it does not switch ``fused_attn`` off as the exact loss does).
+
+``--precision bf16`` runs every step under bf16 autocast with softmax-normalised pixel
 maps (max-normalised ones are refused there) and times one more step, ``exact_bf16_maps``: the
 exact loss with its maps combined in bf16 as before issue 13, so that the cost of keeping the
 maps and losses in fp32 is the ratio of ``exact`` to it. Also per step: peak memory above the
@@ -20,6 +29,7 @@ level before the step (CPU: the allocation and free events of
 prints where the exact step's extra time goes, by operator and input shape.
 
     .venv/bin/python benchmarks/step_overhead.py     # CPU, then CUDA when one is available
+    .venv/bin/python benchmarks/step_overhead.py --threads 1 --cases vit_tiny_patch16_224
 """
 
 from __future__ import annotations
@@ -46,7 +56,18 @@ from discatt_timm import DiscriminativeAttentionLoss, resolve_layers
 from discatt_timm import losses as discatt_losses
 from discatt_timm.reference import naive_attention_loss
 
-CASES = {"resnet18": (64, 32), "cifar_resnet56": (32, 64)}  # name: (input px, batch)
+CASES = {  # name: (input px, batch)
+    "resnet18": (64, 32),
+    "cifar_resnet56": (32, 64),
+    "vit_tiny_patch16_224": (224, 16),
+}
+DEFAULT_CASES = ("resnet18", "cifar_resnet56")  # the ViT is opt-in: see the docstring
+# Variants a case cannot run, and why (printed as n/a rows).
+UNSUPPORTED = {
+    "vit_tiny_patch16_224": {
+        "naive": "no token layouts in the naive reference; fused SDPA has no double backward"
+    },
+}
 VARIANTS = ("plain", "exact", "detached", "naive")
 BF16_VARIANTS = ("plain", "exact", "exact_bf16_maps", "detached")
 TARGET_CASE = "resnet18"  # issue #3's targets are for resnet18 @ 64 px, batch 32, CPU
@@ -71,7 +92,9 @@ class Case:
     def __init__(self, name: str, device: torch.device, precision: str = "fp32") -> None:
         size, batch = CASES[name]
         self.name, self.device, self.precision = name, device, precision
-        self.variants = BF16_VARIANTS if precision == "bf16" else VARIANTS
+        variants = BF16_VARIANTS if precision == "bf16" else VARIANTS
+        self.skipped = {v: why for v, why in UNSUPPORTED.get(name, {}).items() if v in variants}
+        self.variants = tuple(v for v in variants if v not in self.skipped)
         torch.manual_seed(0)
         model = timm.create_model(name, pretrained=False, num_classes=10).to(device).train()
         self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -190,6 +213,11 @@ def report(case: Case, times: dict[str, list[float]], peaks: dict, flops: dict) 
             f"{peaks[v] / peaks['plain']:8.2f} {flops[v] / 1e9:7.2f} "
             f"{flops[v] / flops['plain']:8.3f}"
         )
+    for v, why in case.skipped.items():
+        print(
+            f"{v:15s} {'n/a':>10s} {'n/a':>8s} {'n/a':>19s} {'n/a':>9s} {'n/a':>8s} {'n/a':>7s} "
+            f"{'n/a':>8s}  ({why})"
+        )
     print(
         "raw ms per round: "
         + "; ".join(f"{v} " + " ".join(f"{t * 1e3:.0f}" for t in times[v]) for v in case.variants)
@@ -245,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         help="cpu, cuda, or auto: cpu, then cuda when available (default auto)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated model names")
+    parser.add_argument(
+        "--cases",
+        default=",".join(DEFAULT_CASES),
+        help=f"comma-separated, from {', '.join(CASES)} (default {','.join(DEFAULT_CASES)})",
+    )
     parser.add_argument("--profile", action="store_true", help="print where exact's time goes")
     parser.add_argument(
         "--precision",

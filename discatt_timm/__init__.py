@@ -7,7 +7,7 @@ on them) -> ``losses`` (soft IoU and consistency, Eq. 6-9 of the paper) -> ``tra
 and the zoo's pretrained tags into timm.
 """
 
-from . import models  # noqa: F401  (registers cifar_resnet* with timm)
+from . import families, models  # noqa: F401  (registers layer families, cifar_resnet*)
 from .attention import AttentionMethod, attention_maps, create_attention, list_attentions
 from .config import AttentionLossConfig, TrainConfig
 from .errors import UserError

@@ -317,7 +317,7 @@ def explain(
     """Top-k class attention panels, one per image; saved as PNGs when ``out_dir`` is given.
 
     Args:
-        model: a timm CNN, or ``{title: model}`` to compare models (rows per model, in order).
+        model: a timm model, or ``{title: model}`` to compare models (rows per model, in order).
         images: paths or PIL images (converted to the model's colour mode, with an
             ``ImageConversionWarning`` for grayscale -> RGB).
         topk: classes per row, by score; equal to ``logits.topk(topk)``.

@@ -14,40 +14,7 @@ Every supervised model needs two module names (as in ``model.named_modules()``):
    the last ``feature_info`` entry, ``inner`` the module of the last entry whose reduction is
    smaller than that one.
 
-Built-in entries (architecture names are timm's):
-
-===========================  ==========================================  ========================
-family                       inner                                       last
-===========================  ==========================================  ========================
-ResNet (``ResNet`` class:    ``layer3``                                  ``layer4``
-resnet*, resnext*,
-seresnet*, wide_resnet*,
-resnet*d, ...)
-ConvNeXt                     ``stages.2``                                ``stages.3``
-EfficientNet (incl. mixnet,  ``feature_info`` module with reduction 16   ``bn2`` (conv_head ->
-mnasnet, tf_*, ...)          (``blocks.4`` for efficientnet_b0)          bn2 + act)
-MobileNetV3 (incl. lcnet,    ``feature_info`` module with reduction 16   last ``blocks.N`` (its
-mobilenetv4, fbnetv3)                                                    ``conv_head`` runs after
-                                                                         pooling)
-GhostNet                     last block before the stride-32 blocks      last ``blocks.N``
-RegNet                       ``s3``                                      ``s4``
-VGG                          activation before the second-last MaxPool   activation before the
-                                                                         last MaxPool
-DenseNet                     ``features.denseblock3``                    ``features.norm5``
-``cifar_resnet*``            ``layer2``                                  ``layer3``
-===========================  ==========================================  ========================
-
-GhostNet is listed because its ``feature_info`` stops early (``blocks.5`` / ``blocks.7``), so the
-fallback would miss the final 960-channel conv that global pooling sees.
-
-Resolution relation: for all built-in families and the fallback, the inner map has twice the
-height and width of the last map (stride 16 vs 32; 2 vs 4 for ``cifar_resnet*``). Documented
-exceptions:
-
-* dilated models (``timm.create_model(..., output_stride=16 or 8)``): both maps share one
-  resolution;
-* inputs whose side is not a multiple of 32: the ratio is rounded by the strided convolutions
-  (e.g. 7 vs 4 for 200 px).
+The built-in entries and their layouts are in ``families.py`` (a table per family).
 """
 
 from __future__ import annotations
@@ -57,17 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from timm.models.convnext import ConvNeXt
-from timm.models.densenet import DenseNet
-from timm.models.efficientnet import EfficientNet
-from timm.models.ghostnet import GhostNet
-from timm.models.mobilenetv3 import MobileNetV3
-from timm.models.regnet import RegNet
-from timm.models.resnet import ResNet
-from timm.models.vgg import VGG
 from torch import nn
 
 from .errors import UserError, close_matches
+from .layouts import LAYOUTS, infer_layout
 
 __all__ = [
     "LayerError",
@@ -77,6 +37,7 @@ __all__ = [
     "register_layers",
     "resolve_layer",
     "resolve_layers",
+    "resolve_layout",
     "unwrap_model",
 ]
 
@@ -102,6 +63,7 @@ class _Entry:
     inner: NameSpec
     last: NameSpec
     builtin: bool
+    layout: str | None = None  # None: inferred from the model (layouts.infer_layout)
 
     def matches(self, model: nn.Module, arch: str) -> bool:
         if isinstance(self.key, str):
@@ -132,16 +94,22 @@ def register_layers(
     *,
     inner: str | Callable[[nn.Module], str],
     last: str | Callable[[nn.Module], str],
+    layout: str | None = None,
     override: bool = False,
 ) -> None:
     """Register the (inner, last) layer names for a model family.
 
     ``pattern_or_class`` is an fnmatch pattern on the timm architecture name (e.g.
     ``"resnet1*"``) or an ``nn.Module`` subclass (matched with ``isinstance``). ``inner`` and
-    ``last`` are module names or callables ``model -> name``. User entries take precedence over
-    built-ins, the most recent first. Registering an already registered pattern/class raises
-    ``ValueError`` unless ``override=True``, which replaces the existing entry.
+    ``last`` are module names or callables ``model -> name``. ``layout`` says what the layers
+    give (``layouts.py``): ``NCHW`` maps, ``NHWC`` channels-last maps, or ``tokens`` (``B x N x
+    D``, prefix tokens dropped, folded onto the patch grid); ``None`` infers it from the model
+    (``output_fmt``, ``num_prefix_tokens``). User entries take precedence over built-ins, the
+    most recent first. Registering an already registered pattern/class raises ``ValueError``
+    unless ``override=True``, which replaces the existing entry.
     """
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, got {layout!r}")
     if isinstance(pattern_or_class, str):
         if not pattern_or_class:
             raise ValueError("pattern must be a non-empty string")
@@ -159,11 +127,12 @@ def register_layers(
         )
     for entry in existing:
         _REGISTRY.remove(entry)
-    _REGISTRY.insert(0, _Entry(pattern_or_class, inner, last, builtin=False))
+    _REGISTRY.insert(0, _Entry(pattern_or_class, inner, last, builtin=False, layout=layout))
 
 
-def _register_builtin(key: Key, inner: NameSpec, last: NameSpec) -> None:
-    _REGISTRY.append(_Entry(key, inner, last, builtin=True))
+def register_builtin(key: Key, inner: NameSpec, last: NameSpec, layout: str | None = None) -> None:
+    """Append a built-in family (``families.py``): after every user entry."""
+    _REGISTRY.append(_Entry(key, inner, last, builtin=True, layout=layout))
 
 
 def list_layer_families() -> list[str]:
@@ -197,7 +166,7 @@ def _arch_name(model: nn.Module) -> str:
     return type(model).__name__
 
 
-def _feature_info(model: nn.Module) -> list[dict[str, Any]]:
+def feature_info_dicts(model: nn.Module) -> list[dict[str, Any]]:
     info = getattr(model, "feature_info", None)
     if info is None:
         return []
@@ -209,7 +178,7 @@ def _feature_info(model: nn.Module) -> list[dict[str, Any]]:
         return []
 
 
-def _fallback_pair(info: list[dict[str, Any]]) -> tuple[str, str] | None:
+def fallback_pair(info: list[dict[str, Any]]) -> tuple[str, str] | None:
     if not info:
         return None
     last = info[-1]
@@ -220,7 +189,7 @@ def _fallback_pair(info: list[dict[str, Any]]) -> tuple[str, str] | None:
 
 
 def _candidates(model: nn.Module) -> list[str]:
-    names = [str(d["module"]) for d in _feature_info(model)]
+    names = [str(d["module"]) for d in feature_info_dicts(model)]
     names += [n for n, _ in model.named_children()]
     return list(dict.fromkeys(names))
 
@@ -260,15 +229,18 @@ def _call_spec(spec: NameSpec, model: nn.Module, entry: _Entry, role: str) -> An
         raise LayerError(" ".join(msg.split())) from err
 
 
-def _check_layout(model: nn.Module) -> None:
-    """Feature maps must be channels-first (``B x D x H x W``); timm says otherwise through
-    ``output_fmt`` (Swin: ``NHWC``)."""
-    layout = getattr(model, "output_fmt", "NCHW")
-    if isinstance(layout, str) and layout.upper() != "NCHW":
-        raise LayerError(
-            f"{_describe(model)} gives channels-last ({layout}) feature maps, which the maps "
-            "would read as channels-first (a silent wrong answer); they are not supported yet"
-        )
+def _entry(model: nn.Module) -> _Entry | None:
+    arch = _arch_name(model)
+    return next((e for e in _REGISTRY if e.matches(model, arch)), None)
+
+
+def resolve_layout(model: nn.Module) -> str:
+    """The layout of ``model``'s feature layers: its registry entry's, else inferred."""
+    core = unwrap_model(model)
+    entry = _entry(core)
+    if entry is not None and entry.layout is not None:
+        return entry.layout
+    return infer_layout(core)
 
 
 def resolve_layers(
@@ -282,18 +254,16 @@ def resolve_layers(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    _check_layout(model)
     modules = dict(model.named_modules())
     if inner is None or last is None:
-        arch = _arch_name(model)
-        entry = next((e for e in _REGISTRY if e.matches(model, arch)), None)
+        entry = _entry(model)
         if entry is not None:
             found = (
                 _call_spec(entry.inner, model, entry, "inner") if inner is None else inner,
                 _call_spec(entry.last, model, entry, "last") if last is None else last,
             )
         else:
-            found = _fallback_pair(_feature_info(model))
+            found = fallback_pair(feature_info_dicts(model))
             if found is None:
                 msg = (
                     f"no attention layers known for {_describe(model)}: it matches no "
@@ -315,74 +285,5 @@ def resolve_layer(model: nn.Module, layer: str) -> str:
     core = unwrap_model(model)
     if layer in ("last", "inner"):
         return getattr(resolve_layers(core), layer)
-    _check_layout(core)
     get_submodule(core, layer)
     return layer
-
-
-# ---------------------------------------------------------------------------------------------
-# built-in rules
-
-
-def _fi_module(reduction: int) -> Callable[[nn.Module], str]:
-    """Module of the last ``feature_info`` entry with ``reduction``, else the generic inner."""
-
-    def rule(model: nn.Module) -> str:
-        info = _feature_info(model)
-        hits = [d for d in info if d.get("reduction") == reduction]
-        if hits:
-            return str(hits[-1]["module"])
-        pair = _fallback_pair(info)
-        if pair is None:
-            raise ValueError(f"feature_info has no entry with reduction {reduction}")
-        return pair[0]
-
-    return rule
-
-
-def _last_block(model: nn.Module) -> str:
-    return f"blocks.{len(model.blocks) - 1}"
-
-
-def _block_stride(block: nn.Module) -> int:
-    strides = [1]
-    for m in block.modules():
-        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
-            s = m.stride
-            strides.append(int(s[0] if isinstance(s, tuple) else s))
-    return max(strides)
-
-
-def _ghostnet_inner(model: nn.Module) -> str:
-    """Last block whose cumulative stride is below that of the final block."""
-    total, reductions = 1, []
-    for block in model.blocks:
-        total *= _block_stride(block)
-        reductions.append(total)
-    idx = [i for i, r in enumerate(reductions) if r < reductions[-1]]
-    if not idx:
-        raise ValueError("no block with a smaller stride than the final block")
-    return f"blocks.{idx[-1]}"
-
-
-def _vgg_rule(which: int) -> Callable[[nn.Module], str]:
-    """Activation right before the ``which``-th MaxPool from the end of ``features``."""
-
-    def rule(model: nn.Module) -> str:
-        pools = [i for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)]
-        if len(pools) < 2 or pools[-2] == 0:
-            raise ValueError("features has fewer than two MaxPool2d layers")
-        return f"features.{pools[which] - 1}"
-
-    return rule
-
-
-_register_builtin(ResNet, "layer3", "layer4")
-_register_builtin(ConvNeXt, "stages.2", "stages.3")
-_register_builtin(EfficientNet, _fi_module(16), "bn2")
-_register_builtin(MobileNetV3, _fi_module(16), _last_block)
-_register_builtin(GhostNet, _ghostnet_inner, _last_block)
-_register_builtin(RegNet, "s3", "s4")
-_register_builtin(VGG, _vgg_rule(-2), _vgg_rule(-1))
-_register_builtin(DenseNet, "features.denseblock3", "features.norm5")
-_register_builtin("cifar_resnet*", "layer2", "layer3")

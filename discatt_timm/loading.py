@@ -170,6 +170,7 @@ def _load_checkpoint(model: nn.Module, file: Path, rows: int, spec: str) -> None
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     cfg.update(source="", file=str(file), url="", hf_hub_id=None, num_classes=rows, label_offset=0)
     cfg.pop("state_dict", None)
+    cfg["custom_load"] = False  # e.g. ViT's npz loader: our files are safetensors or torch
     in_chans = int(getattr(model, "in_chans", 0) or (cfg.get("input_size") or (3,))[0])
     try:
         timm.models.load_pretrained(

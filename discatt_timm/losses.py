@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import capture_features, class_gradients, create_attention
-from .attention.gradients import folds_classes_well
+from .attention.gradients import attention_math_path, folds_classes_well
 from .attention.precision import as_float32, full_precision, low_precision
 from .config import AttentionLossConfig
 from .config.attention import LOW_PRECISION_REASON, pixel_maps_unsafe_in_low_precision
@@ -268,7 +268,11 @@ class DiscriminativeAttentionLoss:
         """
         cfg = self.config
         inner, last = self.layers.inner, self.layers.last
-        with torch.enable_grad(), capture_features(self.model, [inner, last]) as capture:
+        with (
+            torch.enable_grad(),
+            attention_math_path(self.model, enabled=cfg.grad_mode == "exact"),
+            capture_features(self.model, [inner, last]) as capture,
+        ):
             logits = self.model(x)
         self._check_targets(targets, logits)
         if not cfg.multilabel:

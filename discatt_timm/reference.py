@@ -12,6 +12,8 @@ the package so that both import it the same way (it is never used by the fast pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,11 +48,15 @@ def naive_attention_loss(
     omega: float = 100.0,
     alpha: float = 1.0,
     eps: float = 1e-8,
+    reshape: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Eq. 9 for single-label ``targets`` (``B``), default settings (max-normalised, detached mask).
 
-    ``create_graph=False`` gives the detached mode (class gradients as constants).
+    ``create_graph=False`` gives the detached mode (class gradients as constants). ``reshape``
+    turns a layer's raw output, and its gradient, into ``B x D x H x W`` (pytorch-grad-cam's
+    ``reshape_transform``, e.g. for a ViT's tokens); the gradient is taken w.r.t. the raw output.
     """
+    fold = reshape if reshape is not None else (lambda t: t)
     modules = dict(model.named_modules())
     feats: dict[str, Tensor] = {}
     handles = [
@@ -74,7 +80,7 @@ def naive_attention_loss(
             (grads,) = torch.autograd.grad(
                 score, feats[layer], retain_graph=True, create_graph=create_graph
             )
-            amap = _attention(method, feats[layer], grads)
+            amap = _attention(method, fold(feats[layer]), fold(grads))
             maps[layer, role] = amap / (amap.amax(dim=(1, 2), keepdim=True) + eps)
 
     last_t, last_c = maps[last, "target"], maps[last, "confusing"]

@@ -13,7 +13,7 @@ from support import make_imagefolder, tiny_recipe, write_recipe
 from discatt_timm import DiscriminativeAttentionLoss, attention_maps
 from discatt_timm.cli import main
 from discatt_timm.data import convert_image
-from discatt_timm.errors import CheckpointError, RecipeError
+from discatt_timm.errors import CheckpointError, RecipeError, UserError
 from discatt_timm.recipes import config_from_dict, load_recipe
 from discatt_timm.rundir import latest_checkpoint
 from discatt_timm.training import train
@@ -314,20 +314,37 @@ def test_nan_inputs_are_said_not_trained_on(tiny_data, tmp_path):
         train(cfg)
 
 
-def test_channels_last_feature_maps_are_refused_not_misread():
-    """Was: Swin's NHWC stage outputs were mapped as NCHW (maps of shape B x 7 x 768)."""
-    from discatt_timm import resolve_layers
-    from discatt_timm.layers import LayerError
+class _TokenNet(torch.nn.Module):
+    """A user's model whose layers give B x N x D tokens, with no layout registered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Conv2d(3, 8, 8, stride=8)
+        self.mix = torch.nn.Linear(8, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.mix(self.embed(x).flatten(2).transpose(1, 2)).mean(dim=1))
+
+
+def test_channels_last_maps_are_read_as_such_and_unknown_layouts_refused():
+    """Was: Swin's NHWC stage outputs were mapped as NCHW (maps of shape B x 7 x 768) and a
+    token output would have been read as a map."""
+    from discatt_timm import register_layers
+    from discatt_timm.layers import _REGISTRY
 
     swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=3)
-    for call in (
-        lambda: resolve_layers(swin),
-        lambda: attention_maps(swin.eval(), torch.randn(1, 3, 224, 224), torch.tensor([1])),
-        lambda: DiscriminativeAttentionLoss(swin),
-        lambda: attention_maps(swin, torch.randn(1, 3, 224, 224), torch.tensor([1]), layer="norm"),
-    ):
-        with pytest.raises(LayerError, match=r"channels-last \(NHWC\) feature maps"):
-            call()
+    maps = attention_maps(swin.eval(), torch.randn(1, 3, 224, 224), torch.tensor([1]))
+    assert maps.shape == (1, 7, 7)  # the last layer's 7 x 7 grid, not 7 x 768
+    inner = attention_maps(swin, torch.randn(1, 3, 224, 224), torch.tensor([1]), layer="inner")
+    assert inner.shape == (1, 14, 14)
+
+    register_layers(_TokenNet, inner="mix", last="mix")
+    try:
+        with pytest.raises(UserError, match=r"layout with register_layers\(\.\.\., layout="):
+            attention_maps(_TokenNet(), torch.randn(1, 3, 32, 32), torch.tensor([1]))
+    finally:
+        _REGISTRY[:] = [e for e in _REGISTRY if e.key is not _TokenNet]
 
 
 def test_a_paper_recipe_after_a_plain_install_stops_at_once_with_the_extra(tmp_path):

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..layers import get_submodule, unwrap_model
+from ..layers import get_submodule, resolve_layout, unwrap_model
+from ..layouts import fold, patch_grid_hook
 from .precision import as_float32, autocast_enabled, class_grad_scale
 
 __all__ = [
     "FeatureCapture",
+    "attention_math_path",
     "capture_features",
     "class_cotangents",
     "class_gradients",
@@ -33,16 +35,24 @@ __all__ = [
 
 
 def folds_classes_well(model: nn.Module) -> bool:
-    """False if a batch norm of ``model`` is in train mode: then use one backward per class.
+    """False if a batch norm of ``model`` is in train mode (or fused attention runs): then use
+    one backward per class.
 
     ``torch.func.vmap`` folds the classes into the batch of a convolution (free) but into the
     channels of a batch norm, whose train-mode backward then runs on strided copies: more
     memory (cifar_resnet56 exact step: 1.62x plain instead of 1.33x) and, on CPU, more time for
     BatchNorm-heavy stages; within a few percent either way on resnet18. In eval mode the
     folded backward is the faster one (benchmarks/RESULTS.md).
+
+    Also False where a fused scaled-dot-product attention runs (timm's ``fused_attn``): its
+    backward has no vmap batching rule, so folding would fall back to a slow per-class loop
+    that warns on every call; one plain backward per class keeps the fused kernels.
     """
     batch_norm = nn.modules.batchnorm._BatchNorm
-    return not any(isinstance(m, batch_norm) and m.training for m in unwrap_model(model).modules())
+    return not any(
+        (isinstance(m, batch_norm) and m.training) or getattr(m, "fused_attn", False)
+        for m in unwrap_model(model).modules()
+    )
 
 
 @dataclass
@@ -106,6 +116,8 @@ def capture_features(
     capture = FeatureCapture()
     handles = []
     grad_mode = torch.is_grad_enabled()
+    layout = resolve_layout(core)
+    grid: list[tuple[int, int]] = []  # this forward's patch grid (tokens layout)
 
     def record(name: str):
         def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
@@ -120,12 +132,16 @@ def capture_features(
             if not output.requires_grad and torch.is_grad_enabled():
                 # A non-leaf copy, so a later in-place op still meets the version check below.
                 replaced = output = output.detach().requires_grad_().clone()
-            capture.features[name] = output
-            capture.versions[name] = output._version
-            return replaced
+            # The B x D x H x W map; the module passes on an output rebuilt from it (layouts.py).
+            feats, rebuilt = fold(output, layout, core, name, grid)
+            capture.features[name] = feats
+            capture.versions[name] = feats._version
+            return rebuilt if rebuilt is not None else replaced
 
         return hook
 
+    if layout == "tokens" and isinstance(getattr(core, "patch_embed", None), nn.Module):
+        handles.append(core.patch_embed.register_forward_hook(patch_grid_hook(grid)))
     try:
         for name in dict.fromkeys(names):
             handles.append(get_submodule(core, name).register_forward_hook(record(name)))
@@ -146,6 +162,33 @@ def capture_features(
         torch.set_grad_enabled(grad_mode)
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def attention_math_path(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Scaled-dot-product attention on its math path inside the block (when ``enabled``).
+
+    The fused SDPA kernels have no double backward (pytorch/pytorch#116350), which the exact
+    mode needs; the math path is composed of matmuls and a softmax, which have one. Only the
+    forward is affected: outside the block (maps, detached mode) the fused kernels stay.
+    """
+    if not enabled:
+        yield
+        return
+    flagged = [m for m in unwrap_model(model).modules() if getattr(m, "fused_attn", False)]
+    for module in flagged:  # timm's per-block switch: its non-fused path never calls SDPA
+        module.fused_attn = False
+    try:
+        try:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+        except ImportError:  # torch < 2.3: timm's flags alone
+            yield
+        else:
+            with sdpa_kernel(SDPBackend.MATH):  # any other module calling SDPA
+                yield
+    finally:
+        for module in flagged:
+            module.fused_attn = True
 
 
 def class_cotangents(targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:

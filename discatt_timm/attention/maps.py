@@ -72,7 +72,8 @@ def attention_maps(
     """Class attention maps of ``model`` for input ``x`` (``B x C x H x W``).
 
     Args:
-        model: a timm CNN (or any module with a named feature layer and logits output).
+        model: a timm CNN or vision transformer (or any module with a named feature layer
+            and logits output; token and channels-last layers are folded, see ``layouts``).
         x: input batch on the model's device.
         targets: ``(B,)`` class indices -> ``B x h x w``; ``(B, K)`` indices -> ``B x K x h x w``
             (all K from one forward and one batched backward); ``(B, C)`` multi-hot float ->

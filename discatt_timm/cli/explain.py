@@ -1,4 +1,4 @@
-"""``explain``: what a timm CNN looks at for its top-k classes, as PNG panels."""
+"""``explain``: what a timm model looks at for its top-k classes, as PNG panels."""
 
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ Accelerate config is untested, and the final export assumes unsharded weights.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,12 +31,10 @@ from torch import Tensor, nn
 
 from ..config import TrainConfig
 from ..data import build_data, build_loaders, load_splits
-from ..errors import CheckpointError, DataError, RecipeError, TrainingError
+from ..errors import DataError, TrainingError
 from ..evaluation import evaluate
-from ..layers import resolve_layers
-from ..loading import find_weights, load_model, weight_shapes
 from ..losses import AttentionLossOutput
-from ..recipes import config_from_dict, dump_recipe, read_recipe, recipe_diff
+from ..recipes import dump_recipe
 from .builders import (
     build_criterion,
     build_model,
@@ -48,11 +45,12 @@ from .builders import (
 )
 from .checkpoint import load_checkpoint, remove_stale, resume_point, save_checkpoint
 from .export import export, result_metrics
+from .preflight import check_batches, check_before_work, check_same_recipe, deterministic
+from .run import Run, TrainResult
+from .tracking import Meter, flat_config, summary
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
-from .run import Run, TrainResult
-from .tracking import Meter, flat_config, summary
 
 __all__ = [
     "end_epoch",
@@ -110,61 +108,6 @@ def _prepare_run_dir(cfg: TrainConfig, accelerator: Any, run_dir: Path) -> None:
         dump_recipe(cfg, run_dir / "recipe.yaml")
 
 
-def _deterministic() -> None:
-    """Deterministic kernels where torch has them, a warning where it has none (on CUDA the
-    adaptive-average-pool backward of every timm head has none: an error would stop the run),
-    and the cuBLAS workspace that deterministic matmuls need (set before CUDA starts)."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-
-
-def _check_before_work(cfg: TrainConfig) -> None:
-    """What can be refused before any data loads or any file is written: the output folder,
-    an unreadable starting checkpoint, layer names the model does not have."""
-    out = Path(cfg.output_dir)
-    if out.exists() and not out.is_dir():
-        raise RecipeError(f"recipe key 'output_dir' names a file ({out}); give a folder")
-    if cfg.model.checkpoint:
-        weight_shapes(find_weights(cfg.model.checkpoint))
-    if cfg.model.layers:
-        skeleton = load_model(cfg.model.name, pretrained=False, in_chans=cfg.model.in_chans)
-        resolve_layers(skeleton, *cfg.model.layers)
-
-
-def _check_same_recipe(cfg: TrainConfig, run_dir: Path) -> None:
-    """``--resume`` continues the run it finds: with its own recipe, or not at all (before
-    anything is written or loaded)."""
-    saved = run_dir / "recipe.yaml"
-    if not saved.is_file():
-        return
-    try:
-        before = config_from_dict(read_recipe(saved))
-    except RecipeError as err:
-        raise CheckpointError(
-            f"cannot resume {run_dir}: its recipe.yaml no longer reads ({err})"
-        ) from err
-    diff = {k: v for k, v in recipe_diff(before, cfg).items() if k not in ("name", "output_dir")}
-    if diff:
-        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:3])
-        more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
-        raise CheckpointError(
-            f"--resume with a recipe that differs from the run's ({shown}{more}); resume with "
-            f"--recipe {saved}, or start a new run (--set name=...)"
-        )
-
-
-def _check_batches(cfg: TrainConfig, processes: int) -> None:
-    for key in ("batch_size", "eval_batch_size"):
-        batch = getattr(cfg.data, key)
-        if batch is not None and batch % processes:
-            raise RecipeError(
-                f"recipe key 'data.{key}' ({batch}) must be divisible by the "
-                f"{processes} processes (it is the global batch)"
-            )
-
-
 def setup(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> Run:
     """Seed, data, model, optimizer, ``prepare``, scheduler, criterion, resume: a ``Run``."""
     from accelerate.utils import set_seed
@@ -174,13 +117,13 @@ def setup(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> Ru
             "warning: fp16 with attention supervision: the class gradients are not loss-scaled "
             "(METHOD.md); prefer bf16"
         )
-    _check_before_work(cfg)
+    check_before_work(cfg)
     set_seed(cfg.seed)
     if cfg.deterministic:
-        _deterministic()
+        deterministic()
     start_from = resume_point(accelerator, run_dir, resume)
     if start_from is not None:
-        _check_same_recipe(cfg, run_dir)
+        check_same_recipe(cfg, run_dir)
     _prepare_run_dir(cfg, accelerator, run_dir)
 
     # Data first: the class count sizes the model's head; the main process converts/caches.
@@ -194,7 +137,7 @@ def setup(cfg: TrainConfig, accelerator: Any, run_dir: Path, resume: bool) -> Ru
         )
     model = build_model(cfg.model, num_classes)
     data = build_data(cfg.data, model, splits, seed=cfg.seed)
-    _check_batches(cfg, accelerator.num_processes)
+    check_batches(cfg, accelerator.num_processes)
     train_loader, eval_loader = build_loaders(data, cfg.data)
     optimizer = build_optimizer(model, cfg.optim)
 
