@@ -145,3 +145,17 @@ def test_python_m_discatt_timm_train_is_the_launcher():
     )
     assert out.stdout.startswith("usage: python -m discatt_timm.train") and "--recipe" in out.stdout
     assert out.stderr == ""  # no runpy warning about a module imported twice
+
+
+def test_the_datasets_floor_is_the_version_the_package_needs():
+    """Was datasets>=2.19, but ``datasets.List`` (the boxes column, tables.py) exists from 4.0."""
+    import datasets
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floor = next(d for d in deps if d.startswith("datasets"))
+    assert floor == "datasets>=4.0"
+    assert hasattr(datasets, "List") and int(datasets.__version__.split(".")[0]) >= 4
+    trackers = {"tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"}
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert trackers <= set(extras["optional-dependencies"])  # a recipe's tracker has its extra
