@@ -1,0 +1,467 @@
+"""Write ``benchmarks/STUDY_V2.md`` from study v2's JSON lines (no hand-typed numbers; issue 12).
+
+    python benchmarks/study_report_v2.py [--results benchmarks/study/results_v2.jsonl]
+                                         [--convergence FILE ...] [--out benchmarks/STUDY_V2.md]
+                                         [--check]
+
+``--check`` exits 1 when the file on disk differs from what the results give. Everything below
+the title is computed here from the records: per regime (``study_fashion_mnist.REGIMES``: clutter,
+multi, transfer, full) and arm the mean and sample standard deviation over seeds, the paired
+per-seed differences to the baseline with a 95% paired-t interval and a sign count, the map
+metrics, the cost per run, the baseline's last evaluation epochs, for clutter the convergence
+probes (20 / 40 / 80 epochs), and what is still missing from the plan (3 seeds per arm, 5 for
+the baseline and the best arm). The study is still running: a regime or arm without runs is
+reported as missing, never an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+STUDY = HERE / "study"
+RESULTS = STUDY / "results_v2.jsonl"
+CONVERGENCE = (
+    STUDY / "results_v2_clutter20.jsonl",
+    STUDY / "probe_clutter_epochs.jsonl",
+    STUDY / "probe_clutter_epochs80.jsonl",
+)
+REPORT = HERE / "STUDY_V2.md"
+sys.path.insert(0, str(HERE))
+from study_fashion_mnist import ARM_NOTES, ARMS, REGIME_ARMS, REGIMES, SEEDS  # noqa: E402
+from study_report import (  # noqa: E402
+    BASELINE,
+    _fmt,
+    _mean,
+    _mean_std,
+    paired_differences,
+    verdict,
+)
+from study_report import read_results as _read_results  # noqa: E402
+
+V2_REGIMES = ("clutter", "multi", "transfer", "full")
+PLANNED_SEEDS = len(SEEDS)  # every arm
+PLANNED_SEEDS_TOP = 5  # the baseline and the best arm by mean paired difference
+CONVERGENCE_REGIME = "clutter"
+LAST_EVALS = 5
+# Two-sided 95% quantiles of Student's t, t_{0.975}(df), df = 1..30.
+T975 = (
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)  # fmt: skip
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """``study_report.read_results``, or no records while ``path`` does not exist yet."""
+    return _read_results(path) if path.is_file() else []
+
+
+def t_quantile(df: int) -> float:
+    """t_{0.975}(df): the table up to 30 degrees of freedom, a Cornish-Fisher expansion above
+    (within 1e-4 there)."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    if df <= len(T975):
+        return T975[df - 1]
+    z = statistics.NormalDist().inv_cdf(0.975)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def paired_interval(diffs: Sequence[float]) -> tuple[float, float] | None:
+    """(mean, half-width of the 95% paired-t interval) of ``diffs``; None under two seeds."""
+    if len(diffs) < 2:
+        return None
+    half = t_quantile(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return statistics.fmean(diffs), half
+
+
+def sign_count(diffs: Sequence[float]) -> str:
+    """``"2/3 seeds better"`` (strictly better than the baseline of the same seed)."""
+    return f"{sum(d > 0 for d in diffs)}/{len(diffs)} seeds better" if diffs else "-"
+
+
+def metric_of(rows: Sequence[dict[str, Any]]) -> str:
+    """``"mAP"`` for multi-label records, else ``"top1"``."""
+    return "mAP" if any("test_mAP" in r for r in rows) else "top1"
+
+
+def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    return [r[key] for r in rows if r.get(key) is not None]
+
+
+def _pair(rows: Sequence[dict[str, Any]], key: str, scale: float = 1.0, digits: int = 3) -> str:
+    inner, last = _mean(rows, f"{key}_inner"), _mean(rows, f"{key}_last")
+    return f"{_fmt(inner, scale, digits)} / {_fmt(last, scale, digits)}"
+
+
+def _delta(diffs: Sequence[float]) -> str:
+    if not diffs:
+        return "-"
+    interval = paired_interval(diffs)
+    if interval is None:
+        return f"{diffs[0] * 100:+.2f} (one seed)"
+    mean, half = interval
+    return f"{mean * 100:+.2f} [{(mean - half) * 100:+.2f}, {(mean + half) * 100:+.2f}]"
+
+
+def _rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
+
+
+def arm_order(regime: str, arms: set[str]) -> list[str]:
+    """The regime's planned arms first (in plan order), then any others in ``ARMS`` order."""
+    planned = list(REGIME_ARMS.get(regime, ()))
+    return [a for a in planned if a in arms] + [a for a in ARMS if a in arms and a not in planned]
+
+
+def group(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_arm.setdefault(row["arm"], []).append(row)
+    return {arm: sorted(r, key=lambda r: r["seed"]) for arm, r in by_arm.items()}
+
+
+def arm_diffs(by_arm: dict[str, list[dict[str, Any]]], key: str) -> dict[str, list[float]]:
+    """Per non-baseline arm: the paired per-seed differences of ``key`` to the baseline."""
+    base = by_arm.get(BASELINE, [])
+    return {
+        arm: paired_differences(rows, base, key) for arm, rows in by_arm.items() if arm != BASELINE
+    }
+
+
+def best_arm(regime: str, diffs: dict[str, list[float]]) -> str | None:
+    """The arm with the highest mean paired difference (plan order breaks ties); None without
+    any paired seed."""
+    candidates = [a for a in arm_order(regime, set(diffs)) if diffs[a]]
+    return max(candidates, key=lambda a: statistics.fmean(diffs[a]), default=None)
+
+
+def planned_seeds(regime: str, best: str | None) -> dict[str, int]:
+    """Seeds planned per arm of ``regime``: 3, and 5 for the baseline and the best arm."""
+    return {
+        arm: PLANNED_SEEDS_TOP if arm in (BASELINE, best) else PLANNED_SEEDS
+        for arm in REGIME_ARMS.get(regime, ())
+    }
+
+
+def missing(regime: str, by_arm: dict[str, list[dict[str, Any]]], best: str | None) -> str:
+    """One line: the planned arms with fewer seeds than planned (and which seeds)."""
+    gaps = []
+    for arm, count in planned_seeds(regime, best).items():
+        have = {r["seed"] for r in by_arm.get(arm, [])}
+        lacking = [s for s in range(1, count + 1) if s not in have]
+        if lacking:
+            gaps.append(
+                f"{arm} {len(have)}/{count} (seeds {', '.join(map(str, lacking))})"
+                if have
+                else f"{arm} 0/{count}"
+            )
+    best_text = (
+        f"best arm so far by mean paired Δ: {best} (planned 5 seeds)"
+        if best
+        else "best arm not known yet (no paired seed)"
+    )
+    if not gaps:
+        return f"**Missing:** nothing; every planned run is in ({best_text})."
+    best_text = best_text[0].upper() + best_text[1:]
+    return f"**Missing** (seeds done / planned): {'; '.join(gaps)}. {best_text}."
+
+
+def regime_section(
+    regime: str, rows: list[dict[str, Any]], convergence: Sequence[dict[str, Any]] = ()
+) -> list[str]:
+    """The markdown lines of one regime (a planned-but-empty one says so)."""
+    spec = REGIMES[regime]
+    recipe = spec.get("recipe", "fashion_mnist_study")
+    if not rows:
+        arms = REGIME_ARMS.get(regime, ())
+        return [
+            f"## Regime `{regime}`: no runs yet",
+            "",
+            f"Planned: `recipes/{recipe}.yaml`, {spec['epochs']} epochs, "
+            f"{_samples(spec['train_samples'])} training images; arms "
+            f"{', '.join(arms)}; {PLANNED_SEEDS} seeds each, {PLANNED_SEEDS_TOP} for the "
+            f"baseline and the best arm ({_planned_total(regime)} runs).",
+            "",
+        ]
+    by_arm = group(rows)
+    metric = metric_of(rows)
+    key, train_key = f"test_{metric}", f"train_{metric}"
+    label = "mAP" if metric == "mAP" else "top-1"
+    diffs = arm_diffs(by_arm, key)
+    best = best_arm(regime, diffs)
+    arms = arm_order(regime, set(by_arm))
+    first = rows[0]
+    epochs = sorted({r["epochs"] for r in rows})
+    lines = [
+        f"## Regime `{regime}`: `recipes/{recipe}.yaml`, {first['train_samples']} training "
+        f"images, {', '.join(map(str, epochs))} epochs",
+        "",
+        f"Test {label} on the {first['test_samples']} test images, in %, mean ± sample sd over "
+        "seeds; Δ = arm minus the baseline of the same seed, in points, mean and 95% paired-t "
+        f"interval (t quantile for n−1 df); cost = mean minutes of training / of the whole run "
+        "(training plus scoring).",
+        "",
+        f"| arm | seeds | test {label} | Δ {label} [95% CI] | sign | verdict | train {label} | "
+        "cost (min) |",
+        "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: |",
+    ]
+    for arm in arms:
+        arm_rows = by_arm[arm]
+        d = diffs.get(arm, [])
+        cost = (
+            f"{_fmt(_mean(arm_rows, 'train_wall_s'), 1 / 60, 1)} / "
+            f"{_fmt(_mean(arm_rows, 'wall_s'), 1 / 60, 1)}"
+        )
+        lines.append(
+            f"| {arm} | {len(arm_rows)} | {_mean_std(_values(arm_rows, key), 100)} | "
+            f"{'-' if arm == BASELINE else _delta(d)} | "
+            f"{'-' if arm == BASELINE else sign_count(d)} | "
+            f"{'-' if arm == BASELINE else verdict(d)} | "
+            f"{_mean_std(_values(arm_rows, train_key), 100)} | {cost} |"
+        )
+    if any(r.get("siou_last") is not None for r in rows):
+        lines += [
+            "",
+            "Maps (A_px, means over seeds; inner / last layer): sIoU (lower = target and "
+            "confusing class more separated); `zero T` / `zero C` = % of target / "
+            "confusing-class maps that are all zero; pointing = % of images whose target-map "
+            "peak lies in the target's box; energy = share of the target map inside the box; "
+            "`C energy` = share of the confusing-class map inside the target's box (last layer).",
+            "",
+            "| arm | sIoU | zero T % | zero C % | pointing % | energy | C energy last |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for arm in arms:
+            r = by_arm[arm]
+            lines.append(
+                f"| {arm} | {_pair(r, 'siou')} | {_pair(r, 'zero_target', 100, 1)} | "
+                f"{_pair(r, 'zero_confusing', 100, 1)} | {_pair(r, 'pointing', 100, 1)} | "
+                f"{_pair(r, 'energy')} | {_fmt(_mean(r, 'confusing_energy_last'))} |"
+            )
+    seeds = sorted({r["seed"] for r in rows})
+    lines += [
+        "",
+        f"Per-seed test {label} (%):",
+        "",
+        "| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "| --- |" + " ---: |" * len(seeds),
+    ]
+    for arm in arms:
+        values = {r["seed"]: r.get(key) for r in by_arm[arm]}
+        cells = [f"{values[s] * 100:.2f}" if values.get(s) is not None else "-" for s in seeds]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", *last_evals(by_arm.get(BASELINE, []), label)]
+    if regime == CONVERGENCE_REGIME and convergence:
+        lines += convergence_table(convergence)
+    lines += [missing(regime, by_arm, best), ""]
+    return lines
+
+
+def last_evals(base: Sequence[dict[str, Any]], label: str) -> list[str]:
+    """The baseline's last evaluation epochs per seed (has it stopped rising?)."""
+    curves = [(r["seed"], r.get("eval_curve") or []) for r in base]
+    curves = [(s, c) for s, c in curves if c]
+    if not curves:
+        return ["No baseline evaluation curve yet.", ""]
+    lines = [
+        f"Baseline, last {LAST_EVALS} per-epoch evaluations ({label} in %, on the trainer's "
+        "evaluation subset), and the change over them in points:",
+        "",
+        "| seed | epochs | last evaluations | change |",
+        "| ---: | ---: | --- | ---: |",
+    ]
+    for seed, curve in curves:
+        tail = [v for _, v in curve[-LAST_EVALS:]]
+        lines.append(
+            f"| {seed} | {len(curve)} | {', '.join(f'{v * 100:.2f}' for v in tail)} | "
+            f"{(tail[-1] - tail[0]) * 100:+.2f} |"
+        )
+    return lines + [""]
+
+
+def convergence_table(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Seed-1 clutter baseline at each epoch budget of the probes and the 20-epoch runs."""
+    runs = sorted(
+        (
+            r
+            for r in records
+            if r["regime"] == CONVERGENCE_REGIME and r["arm"] == BASELINE and r["seed"] == 1
+        ),
+        key=lambda r: r["epochs"],
+    )
+    if not runs:
+        return []
+    lines = [
+        f"Convergence of the seed-1 baseline (`{CONVERGENCE_REGIME}`; the probes and the "
+        "earlier 20-epoch runs, each a full run scored on the whole test set; top-1 in %):",
+        "",
+        "| epochs | file | test top-1 | train top-1 | last evaluations | min per run |",
+        "| ---: | --- | ---: | ---: | --- | ---: |",
+    ]
+    for r in runs:
+        tail = ", ".join(f"{v * 100:.2f}" for _, v in (r.get("eval_curve") or [])[-LAST_EVALS:])
+        lines.append(
+            f"| {r['epochs']} | `{r['_source']}` | {_fmt(r.get('test_top1'), 100, 2)} | "
+            f"{_fmt(r.get('train_top1'), 100, 2)} | {tail or '-'} | "
+            f"{_fmt(r.get('wall_s'), 1 / 60, 1)} |"
+        )
+    steps = [
+        f"{(b['test_top1'] - a['test_top1']) * 100:+.2f} points from {a['epochs']} to "
+        f"{b['epochs']} epochs"
+        for a, b in zip(runs, runs[1:], strict=False)
+    ]
+    if steps:
+        lines += ["", f"Test top-1 changes by {'; '.join(steps)}."]
+    return lines + [""]
+
+
+def _samples(count: int | None) -> str:
+    return "all" if count is None else str(count)
+
+
+def _planned_total(regime: str) -> int:
+    arms = REGIME_ARMS.get(regime, ())
+    top = min(2, len(arms))  # the baseline and the best arm
+    return PLANNED_SEEDS * len(arms) + (PLANNED_SEEDS_TOP - PLANNED_SEEDS) * top
+
+
+def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
+    """How the data and this report are made; the extra seeds name the best arm so far."""
+    out = _rel(results)
+    lines = [
+        "## How the data and this report are made",
+        "",
+        "```sh",
+        "make study-v2   # seeds 1-3 of every planned arm, both cores, resumable:",
+        f"python benchmarks/study_fashion_mnist.py --regimes {' '.join(V2_REGIMES)} "
+        f"--out {out} --shard 0/2 &",
+        f"python benchmarks/study_fashion_mnist.py --regimes {' '.join(V2_REGIMES)} "
+        f"--out {out} --shard 1/2",
+        "# one regime, chosen seeds:",
+        f"python benchmarks/study_fashion_mnist.py --regimes clutter --seeds 1 2 3 --out {out}",
+        "# seeds 4 and 5 of the baseline and the best arm so far (per regime):",
+    ]
+    for regime in V2_REGIMES:
+        by_arm = group([r for r in records if r["regime"] == regime])
+        metric = metric_of([r for rows in by_arm.values() for r in rows])
+        best = best_arm(regime, arm_diffs(by_arm, f"test_{metric}"))
+        arms = f"{BASELINE} {best}" if best else f"{BASELINE} BEST_ARM"
+        lines.append(
+            f"python benchmarks/study_fashion_mnist.py --regimes {regime} --arms {arms} "
+            f"--seeds 4 5 --out {out}"
+        )
+    lines += [
+        "# the clutter convergence probes (seed-1 baseline, 40 and 80 epochs) and the earlier",
+        "# 20-epoch runs, each in its own runs dir (the run names are the main runs'):",
+        "python benchmarks/study_fashion_mnist.py --regimes clutter --arms baseline --seeds 1 "
+        "--set schedule.epochs=40 --runs-dir runs/probe40 "
+        "--out benchmarks/study/probe_clutter_epochs.jsonl",
+        "python benchmarks/study_fashion_mnist.py --regimes clutter --arms baseline --seeds 1 "
+        "--set schedule.epochs=80 --runs-dir runs/probe80 "
+        "--out benchmarks/study/probe_clutter_epochs80.jsonl",
+        "python benchmarks/study_fashion_mnist.py --regimes clutter --seeds 1 "
+        "--set schedule.epochs=20 --runs-dir runs/clutter20 "
+        "--out benchmarks/study/results_v2_clutter20.jsonl",
+        "# this report (--check: exit 1 when STUDY_V2.md is stale):",
+        "python benchmarks/study_report_v2.py [--check]",
+        "```",
+        "",
+    ]
+    return lines
+
+
+def render(
+    records: list[dict[str, Any]],
+    convergence: Sequence[dict[str, Any]] = (),
+    results: Path = RESULTS,
+    sources: Sequence[Path] = CONVERGENCE,
+) -> str:
+    """The whole of STUDY_V2.md for ``records`` (and the convergence records, each with its
+    ``_source`` file name)."""
+    records = [r for r in records if r["regime"] in V2_REGIMES]
+    devices = sorted({r["device"] for r in records}) or ["-"]
+    revisions = sorted({r["git"] for r in records}) or ["-"]
+    dates = sorted({r["date"] for r in records}) or ["-"]
+    planned = sum(_planned_total(r) for r in V2_REGIMES)
+    lines = [
+        "# Study v2: discriminative attention on clutter, multiple objects, transfer and full "
+        "Fashion-MNIST (issue 12)",
+        "",
+        f"Generated by `python benchmarks/study_report_v2.py` from `{_rel(results)}` "
+        f"({len(records)} runs) and the convergence files "
+        + ", ".join(f"`{_rel(p)}`" for p in sources)
+        + f" ({len(convergence)} runs); do not edit by hand. The study is still running: "
+        f"{len(records)} of {planned} planned runs are in.",
+        "",
+        f"Devices: {'; '.join(devices)}. Revisions: {', '.join(revisions)}. "
+        f"Dates: {', '.join(dates)}.",
+        "",
+        "| regime | recipe | training images | epochs | arms | runs in / planned |",
+        "| --- | --- | ---: | ---: | --- | ---: |",
+    ]
+    for regime in V2_REGIMES:
+        spec = REGIMES[regime]
+        count = sum(r["regime"] == regime for r in records)
+        lines.append(
+            f"| {regime} | `{spec.get('recipe', 'fashion_mnist_study')}` | "
+            f"{_samples(spec['train_samples'])} | {spec['epochs']} | "
+            f"{', '.join(REGIME_ARMS.get(regime, ()))} | {count} / {_planned_total(regime)} |"
+        )
+    arms = [a for a in ARMS if any(a in REGIME_ARMS.get(r, ()) for r in V2_REGIMES)]
+    arms += [a for a in ARMS if a not in arms and any(r["arm"] == a for r in records)]
+    lines += ["", "| arm | what differs from the baseline |", "| --- | --- |"]
+    lines += [f"| {arm} | {ARM_NOTES.get(arm, '-')} |" for arm in arms]
+    lines.append("")
+    for regime in V2_REGIMES:
+        lines += regime_section(regime, [r for r in records if r["regime"] == regime], convergence)
+    lines += commands(records, results)
+    return "\n".join(lines)
+
+
+def read_convergence(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The records of the convergence files that exist, each tagged with its file name."""
+    return [
+        {**row, "_source": Path(path).name} for path in paths for row in read_results(Path(path))
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--convergence",
+        type=Path,
+        nargs="*",
+        default=list(CONVERGENCE),
+        help="the clutter probes and the 20-epoch runs (default: the three study files)",
+    )
+    parser.add_argument("--out", type=Path, default=REPORT)
+    parser.add_argument("--check", action="store_true", help="compare with --out, write nothing")
+    args = parser.parse_args(argv)
+    text = render(
+        read_results(args.results),
+        read_convergence(args.convergence),
+        results=args.results,
+        sources=args.convergence,
+    )
+    if args.check:
+        same = args.out.is_file() and args.out.read_text() == text
+        print(f"{args.out}: {'up to date' if same else 'differs from ' + str(args.results)}")
+        return 0 if same else 1
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""benchmarks/study_report_v2.py on small synthetic records (no training; issue 12)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import study_report_v2 as report  # noqa: E402
+
+
+def record(regime, arm, seed, value, *, epochs=40, multilabel=False, curve=None, **extra):
+    """One run's JSON line with the study's schema; ``value`` is test top-1 (or mAP)."""
+    metric = "mAP" if multilabel else "top1"
+    row = {
+        "regime": regime,
+        "arm": arm,
+        "seed": seed,
+        "attention": {"method": "none"},
+        "epochs": epochs,
+        "git": "abc1234",
+        "device": "cpu: test",
+        "torch": "2.x",
+        "date": "2026-12-01",
+        f"train_{metric}": value + 0.05,
+        "train_samples": 3000,
+        "test_samples": 10000,
+        f"test_{metric}": value,
+        "siou_inner": 0.3,
+        "siou_last": 0.4,
+        "consistency": 0.4,
+        "zero_target_inner": 0.0,
+        "zero_confusing_inner": 0.0,
+        "zero_target_last": 0.01,
+        "zero_confusing_last": 0.2,
+        "pointing_inner": 0.9,
+        "energy_inner": 0.7,
+        "confusing_energy_inner": 0.6,
+        "pointing_last": 0.95,
+        "energy_last": 0.5,
+        "confusing_energy_last": 0.25,
+        "confused_error": 0.3,
+        "per_class_top1": {},
+        "confused_pairs": [],
+        "eval_curve": curve
+        if curve is not None
+        else [[i, value - 0.001 * (6 - i)] for i in range(6)],
+        "wall_s": 660.0,
+        "train_wall_s": 600.0,
+        **extra,
+    }
+    return row
+
+
+def write(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def rows_of(text: str, arm: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(f"| {arm} |")]
+
+
+BASE = [0.80, 0.82, 0.84]
+ARM = [0.81, 0.84, 0.87]  # diffs 0.01, 0.02, 0.03
+
+
+def test_paired_interval_matches_a_hand_computation():
+    diffs = [0.01, 0.02, 0.03]
+    mean, half = report.paired_interval(diffs)
+    # mean 0.02, sample sd 0.01, t_{0.975}(2) = 4.303: 4.303 * 0.01 / sqrt(3) = 0.02484
+    assert mean == pytest.approx(0.02)
+    assert half == pytest.approx(4.3027 * 0.01 / math.sqrt(3))
+    assert half == pytest.approx(0.02484, abs=1e-5)
+    assert report.paired_interval([0.01]) is None
+    assert report.t_quantile(1) == pytest.approx(12.706, abs=1e-3)
+    assert report.t_quantile(30) == pytest.approx(2.0423, abs=1e-4)
+    assert report.t_quantile(60) == pytest.approx(2.0003, abs=1e-3)  # past the table
+    assert report.sign_count([0.01, -0.02, 0.03]) == "2/3 seeds better"
+
+
+def test_regime_table_paired_difference_interval_and_sign():
+    records = [record("clutter", "baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
+    records += [record("clutter", "paper_px", s, v) for s, v in zip((1, 2, 3), ARM, strict=True)]
+    text = report.render(records)
+    (row,) = [r for r in rows_of(text, "paper_px") if "seeds better" in r]
+    # Δ in points: mean +2.00, half-width 2.484 -> [-0.48, +4.48]
+    assert "+2.00 [-0.48, +4.48]" in row
+    assert "3/3 seeds better" in row
+    assert "better in every seed (sign test p = 0.125)" in row
+    assert "84.00 ± 3.00" in row  # test top-1 of the arm, mean ± sample sd
+    assert "10.0 / 11.0" in row  # minutes of training / of the run
+    # The best arm gets 5 planned seeds, like the baseline; softmax_ch has none yet.
+    assert "baseline 3/5 (seeds 4, 5)" in text
+    assert "paper_px 3/5 (seeds 4, 5)" in text
+    assert "softmax_ch 0/3" in text
+    assert "--regimes clutter --arms baseline paper_px --seeds 4 5" in text
+
+
+def test_mixed_signs():
+    arm = [0.81, 0.81, 0.87]  # diffs +0.01, -0.01, +0.03
+    records = [record("clutter", "baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
+    records += [record("clutter", "softmax_px", s, v) for s, v in zip((1, 2, 3), arm, strict=True)]
+    (row,) = [r for r in rows_of(report.render(records), "softmax_px") if "seeds better" in r]
+    assert "2/3 seeds better" in row and "mixed signs" in row
+
+
+def test_multi_reports_map():
+    records = [
+        record("multi", "baseline", s, v, epochs=20, multilabel=True)
+        for s, v in zip((1, 2, 3), BASE, strict=True)
+    ] + [
+        record("multi", "paper_ch", s, v, epochs=20, multilabel=True)
+        for s, v in zip((1, 2, 3), ARM, strict=True)
+    ]
+    text = report.render(records)
+    section = text.split("## Regime `multi`")[1].split("## ")[0]
+    assert "| test mAP | Δ mAP [95% CI] |" in section
+    (row,) = [r for r in rows_of(section, "paper_ch") if "seeds better" in r]
+    assert "84.00 ± 3.00" in row and "+2.00 [-0.48, +4.48]" in row
+    assert "89.00 ± 3.00" in row  # train mAP
+
+
+def test_partial_data_renders(tmp_path):
+    # One seed of two arms in clutter, nothing elsewhere, no convergence files on disk.
+    records = [record("clutter", "baseline", 1, 0.85), record("clutter", "paper_px", 1, 0.82)]
+    text = report.render(records, report.read_convergence([tmp_path / "absent.jsonl"]))
+    assert "-3.00 (one seed)" in text
+    assert "too few seeds (1)" in text
+    for regime in ("multi", "transfer", "full"):
+        assert f"## Regime `{regime}`: no runs yet" in text
+    assert "paper_px 1/5 (seeds 2, 3, 4, 5)" in text  # the best (only) arm so far
+    assert "softmax_px 0/3" in text
+    assert "2 of 67 planned runs are in" in text
+    empty = report.render([])
+    assert "## Regime `clutter`: no runs yet" in empty
+    assert "BEST_ARM" in empty
+
+
+def test_convergence_table_and_last_evals(tmp_path):
+    probes = [
+        write(tmp_path / f"p{e}.jsonl", [record("clutter", "baseline", 1, v, epochs=e)])
+        for e, v in ((20, 0.803), (40, 0.852), (80, 0.854))
+    ]
+    base = record("clutter", "baseline", 1, 0.852, curve=[[i, 0.80 + i / 100] for i in range(8)])
+    text = report.render([base], report.read_convergence(probes), sources=probes)
+    assert "| 20 | `p20.jsonl` | 80.30 | 85.30 |" in text
+    assert "| 80 | `p80.jsonl` | 85.40 | 90.40 |" in text
+    assert "+4.90 points from 20 to 40 epochs; +0.20 points from 40 to 80 epochs" in text
+    assert "| 1 | 8 | 83.00, 84.00, 85.00, 86.00, 87.00 | +4.00 |" in text
+
+
+def test_check_detects_a_stale_file(tmp_path, capsys):
+    results = write(tmp_path / "results_v2.jsonl", [record("clutter", "baseline", 1, 0.85)])
+    probe = write(tmp_path / "probe.jsonl", [record("clutter", "baseline", 1, 0.85)])
+    out = tmp_path / "STUDY_V2.md"
+    args = ["--results", str(results), "--convergence", str(probe), "--out", str(out)]
+    assert report.main([*args, "--check"]) == 1  # no file yet
+    assert report.main(args) == 0
+    assert report.main([*args, "--check"]) == 0
+    with results.open("a") as file:
+        file.write(json.dumps(record("clutter", "paper_px", 1, 0.82)) + "\n")
+    assert report.main([*args, "--check"]) == 1
+    assert "differs from" in capsys.readouterr().out
