@@ -74,6 +74,7 @@ study: install $(FASHION_MNIST) $(LITE0) study-v1 study-v2
 study-v2: install $(FASHION_MNIST) $(LITE0)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py $(STUDY2) --shard 0/2 & \
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py $(STUDY2) --shard 1/2; wait
+	$(BIN)/python benchmarks/study_report_v2.py
 
 study-v1: install $(FASHION_MNIST)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py --shard 0/2 & \
