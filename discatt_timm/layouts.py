@@ -67,6 +67,11 @@ def fold(
 ) -> tuple[Tensor, Tensor | None]:
     """``(map, replacement)``: the ``B x D x H x W`` map of ``output`` and the output the module
     passes on instead (``None``: ``output`` itself is the map)."""
+    if output.ndim not in (3, 4):
+        raise UserError(
+            f"layer {name!r} gives no B x C x H x W feature map (its output has shape "
+            f"{tuple(output.shape)}); choose a stage or block (last, inner, or a stage name)"
+        )
     if layout == "NCHW":
         if output.ndim != 4:
             raise UserError(
