@@ -140,6 +140,8 @@ def test_loss_equals_the_naive_reference(name):
     for m in fused:
         m.fused_attn = True
     torch.testing.assert_close(out.loss, ref_loss, rtol=1e-5, atol=1e-6)
+    # Swin's norm -> average pool -> linear head: the analytic last layer; ViT's: autograd
+    assert criterion._pooled_linear == {True: name == "swin"}
     assert len(ours) > 10
     for n, p in model.named_parameters():
         if n in ours:
@@ -202,3 +204,17 @@ def test_explain_writes_a_panel_for_a_vit(tmp_path):
     )  # fmt: skip
     panels = list(out.glob("*.png"))
     assert code == 0 and len(panels) == 1 and panels[0].stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", ["vit", "swin"])
+def test_evaluation_measures_transformers(name):
+    """What ``discatt metrics`` and the trainer's evaluation run: top-1, sIoU, consistency."""
+    from discatt_timm.evaluation import evaluate
+
+    model = _tiny(name).eval()
+    gen = torch.Generator().manual_seed(0)
+    loader = [(torch.randn(4, 3, 64, 64, generator=gen), torch.tensor([0, 1, 2, 3]))] * 2
+    metrics = evaluate(model, loader, topk=(1,))
+    assert 0 <= metrics["top1"] <= 1
+    assert all(np.isfinite(metrics[k]) for k in ("siou_inner", "siou_last", "consistency"))
+    assert 0 < metrics["siou_last"] < 1
