@@ -42,7 +42,7 @@ import platform
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import timm
@@ -89,10 +89,15 @@ def cpu_name() -> str:
 class Case:
     """One model, optimizer and batch, and the training steps on them."""
 
-    def __init__(self, name: str, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(
+        self, name: str, device: torch.device, precision: str = "fp32", every: Sequence[int] = ()
+    ) -> None:
         size, batch = CASES[name]
         self.name, self.device, self.precision = name, device, precision
         variants = BF16_VARIANTS if precision == "bf16" else VARIANTS
+        variants += tuple(f"every_{k}" for k in every)
+        # steps per timed call: a whole every-k cycle (one attention step, k - 1 plain ones)
+        self.cycle = {v: 1 for v in variants} | {f"every_{k}": k for k in every}
         self.skipped = {v: why for v, why in UNSUPPORTED.get(name, {}).items() if v in variants}
         self.variants = tuple(v for v in variants if v not in self.skipped)
         torch.manual_seed(0)
@@ -113,14 +118,19 @@ class Case:
                 model, x, y, inner=layers.inner, last=layers.last
             ),
         }
+        for k in every:  # the criterion counts its calls: each cycle starts on an attention step
+            lazy = DiscriminativeAttentionLoss(model, grad_mode="exact", every=k, **options)
+            losses[f"every_{k}"] = lambda lazy=lazy: lazy(x, y).loss
         self.losses = losses
 
     def step(self, variant: str) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            loss = self.losses[variant]()
-        loss.backward()
-        self.optimizer.step()
+        """One training step, or one whole cycle of an ``every_k`` variant."""
+        for _ in range(self.cycle[variant]):
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                loss = self.losses[variant]()
+            loss.backward()
+            self.optimizer.step()
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -147,8 +157,8 @@ def time_interleaved(case: Case, repeats: int, warmup: int) -> dict[str, list[fl
             start = time.perf_counter()
             case.step(variant)
             case.sync()
-            if round_ >= warmup:
-                times[variant].append(time.perf_counter() - start)
+            if round_ >= warmup:  # per step: a whole cycle's time over its steps
+                times[variant].append((time.perf_counter() - start) / case.cycle[variant])
     return times
 
 
@@ -176,9 +186,10 @@ def peak_memory(case: Case, variant: str) -> int:
 
 
 def count_flops(case: Case, variant: str) -> int:
+    """FLOPs per step (a whole cycle's over its steps)."""
     with FlopCounterMode(display=False) as counter:
         case.step(variant)
-    return counter.get_total_flops()
+    return counter.get_total_flops() // case.cycle[variant]
 
 
 def paired_ratios(times: dict[str, list[float]], variant: str) -> list[float]:
@@ -280,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="print where exact's time goes")
     parser.add_argument(
+        "--every",
+        default="",
+        help="comma-separated k: also time exact steps with every=k (one attention step in k; "
+        "per-step average over whole cycles), e.g. 2,4,8",
+    )
+    parser.add_argument(
         "--precision",
         choices=("fp32", "bf16"),
         default="fp32",
@@ -289,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    try:
+        every = [int(k) for k in args.every.split(",") if k.strip()]
+    except ValueError:
+        parser.error(f"--every must be comma-separated integers, got {args.every!r}")
+    if any(k < 1 for k in every):
+        parser.error(f"--every values must be >= 1, got {args.every!r}")
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
@@ -313,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[str] = []
     for device_name in devices:
         for name in cases:
-            case = Case(name, torch.device(device_name), args.precision)
+            case = Case(name, torch.device(device_name), args.precision, every)
             times = time_interleaved(case, args.repeats, args.warmup)
             peaks = {v: peak_memory(case, v) for v in case.variants}
             flops = {v: count_flops(case, v) for v in case.variants}

@@ -162,7 +162,7 @@ class ClassificationLoss:
         self.multilabel = multilabel
 
     def __call__(
-        self, x: Tensor, targets: Tensor, *, epoch: float | None = None
+        self, x: Tensor, targets: Tensor, *, epoch: float | None = None, step: int | None = None
     ) -> AttentionLossOutput:
         logits = self.model(x)
         cls = classification_loss(logits, targets, multilabel=self.multilabel)
@@ -220,6 +220,7 @@ class DiscriminativeAttentionLoss:
         self.layers = resolve_layers(unwrap_model(model), inner=inner, last=last)
         self._pooled_linear: dict[bool, bool] = {}  # by train mode, checked once each
         self._plain = ClassificationLoss(model, multilabel=self.config.multilabel)  # warm-up
+        self.calls = 0  # the ``every`` cycle's position when no step is passed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config}, layers={self.layers})"
@@ -354,11 +355,19 @@ class DiscriminativeAttentionLoss:
         )
 
     def __call__(
-        self, x: Tensor, targets: Tensor, *, epoch: float | None = None
+        self, x: Tensor, targets: Tensor, *, epoch: float | None = None, step: int | None = None
     ) -> AttentionLossOutput:
         """Eq. 9 for a batch. ``epoch`` (fractional, from the trainer) applies ``warmup_epochs``:
-        before it only the classification loss is computed and the attention parts are 0."""
+        before it only the classification loss is computed and the attention parts are 0.
+        ``step`` (the trainer's optimizer step) places the batch in the ``every`` cycle; without
+        it the criterion counts its own calls. Off-cycle steps are plain classification steps;
+        on-cycle steps weigh the attention terms ``every`` times."""
         if epoch is not None and epoch < self.config.warmup_epochs:
+            return self._plain(x, targets)
+        every = self.config.every
+        if step is None:
+            step, self.calls = self.calls, self.calls + 1
+        if step % every:
             return self._plain(x, targets)
         self._check_precision(x)
         terms = self.terms(x, targets)
@@ -369,7 +378,7 @@ class DiscriminativeAttentionLoss:
             (v * weight).sum() / count
             for v in (terms.siou_inner, terms.siou_last, terms.consistency)
         )
-        l_i, l_l, l_ac = self.config.weights
+        l_i, l_l, l_ac = (every * w for w in self.config.weights)
         loss = terms.cls + l_i * siou_inner + l_l * siou_last + l_ac * consistency
         return AttentionLossOutput(
             loss, terms.logits, terms.cls, siou_inner, siou_last, consistency

@@ -97,22 +97,28 @@ def test_gradient_accumulation_equals_the_large_batch(tiny_data, tmp_path):
     assert not torch.equal(a["layer1.0.conv1.weight"], init["layer1.0.conv1.weight"])  # it trained
 
 
-@pytest.mark.parametrize("warmup", [0.0, 0.5], ids=["no-warmup", "warmup-mid-update"])
+@pytest.mark.parametrize(
+    "warmup, every",
+    [(0.0, 1), (0.5, 1), (0.0, 2)],
+    ids=["no-warmup", "warmup-mid-update", "every-2-counts-updates"],
+)
 def test_accumulation_equals_the_large_batch_over_epochs_with_pixel_maps(
-    tiny_data, tmp_path, warmup
+    tiny_data, tmp_path, warmup, every
 ):
     """The stronger setting where accumulation 2 x 4 == batch 8 holds exactly: 2 epochs (the
     sampler's epoch and per-epoch augmentation; an epoch checkpoint in between), softmax pixel
     maps. BN stays in eval mode: in train mode each micro-batch of 4 has its own statistics
     and the large batch differs (test_train_distributed compares that case with DDP).
     Warm-up ending inside an update switches for the whole update (was: per micro-batch,
-    max difference 6.4e-4)."""
+    max difference 6.4e-4); ``every`` counts optimizer updates, not micro-batches."""
     common = dict(
         schedule={"epochs": 2},
         eval={"attention": False},
         checkpoint={"every_epoch": True, "keep_last": 1},
-        attention={"method": "pixel", "normalize": "softmax", "warmup_epochs": warmup},
-    )
+        attention={
+            "method": "pixel", "normalize": "softmax", "warmup_epochs": warmup, "every": every,
+        },
+    )  # fmt: skip
     small = train(
         config(
             tiny_data,
@@ -352,3 +358,32 @@ def test_the_run_steps_can_be_called_one_by_one(tiny_data, tmp_path):
         assert json.loads((run_dir / "metrics.json").read_text()) == metrics
     finally:
         release_accelerator_state()
+
+
+def test_every_k_resumed_mid_cycle_continues_the_cycle(tiny_data, tmp_path):
+    """every = 2 over 2 epochs of 3 steps: the epoch-1 checkpoint (step 3) lies mid-cycle; a
+    resume from it equals the uninterrupted run (the cycle position is the optimizer step)."""
+    import shutil
+
+    common = dict(
+        attention={"method": "pixel", "normalize": "softmax", "every": 2},
+        checkpoint={"every_epoch": True, "keep_last": 2},
+        eval={"attention": False},
+    )
+    whole = train(config(tiny_data, tmp_path, name="whole", **common))
+    assert whole.global_step == 6
+    cut = train(config(tiny_data, tmp_path, name="cut", **common))
+    checkpoints = cut.run_dir / "checkpoints"
+    shutil.rmtree(checkpoints / "step_000000006")
+    (checkpoints / "latest").write_text("step_000000003\n")
+    for name in ("model.safetensors", "metrics.json", "config.json"):
+        (cut.run_dir / name).unlink(missing_ok=True)
+    resumed = train(config(tiny_data, tmp_path, name="cut", **common), resume=True)
+    assert resumed.global_step == 6
+    a, b = weights(whole.model_file), weights(resumed.model_file)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    every_1 = train(config(tiny_data, tmp_path, name="every1", **{**common, "attention": {
+        "method": "pixel", "normalize": "softmax"}}))  # fmt: skip
+    c = weights(every_1.model_file)
+    assert max(float((a[k] - c[k]).abs().max()) for k in a) > 1e-4  # every = 2 changed the run

@@ -55,6 +55,11 @@ class AttentionLossConfig:
         warmup_epochs: epochs of classification-only training before the attention terms
             switch on at full weight (the trainer passes the fractional epoch; the terms are
             not computed before then). 0: on from the first step, as the paper.
+        every: compute the attention terms on one step in ``every``, with their weights
+            multiplied by ``every`` (StyleGAN2's lazy regularisation); the other steps are plain
+            classification steps (no feature capture, no class gradients). Steps are the
+            trainer's optimizer steps (so accumulation and resume keep the cycle), or the
+            criterion's own calls. 1: every step, as the paper.
     """
 
     method: str = "pixel"
@@ -68,6 +73,7 @@ class AttentionLossConfig:
     detach_mask: bool = True
     eps: float = 1e-8
     warmup_epochs: float = 0.0
+    every: int = 1
 
     def __post_init__(self) -> None:
         weights = tuple(float(w) for w in self.weights)
@@ -92,4 +98,8 @@ class AttentionLossConfig:
         _require(
             math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
             f"warmup_epochs must be a finite number >= 0, got {self.warmup_epochs}",
+        )
+        _require(
+            isinstance(self.every, int) and not isinstance(self.every, bool) and self.every >= 1,
+            f"every must be an integer >= 1, got {self.every!r}",
         )

@@ -72,10 +72,12 @@ def train_step(
     accelerator: Any | None = None,
     clip_grad: float | None = None,
     epoch: float | None = None,
+    step: int | None = None,
 ) -> AttentionLossOutput:
     """Forward + loss, backward (the double backward when supervised), clip, step, zero grad.
 
-    ``epoch`` (fractional) reaches the criterion for the attention warm-up (``warmup_epochs``).
+    ``epoch`` (fractional) reaches the criterion for the attention warm-up (``warmup_epochs``),
+    ``step`` (the optimizer step, the same for every micro-batch of it) for ``every``.
 
     ``criterion`` wraps ``model`` (``DiscriminativeAttentionLoss`` or ``ClassificationLoss``).
     With an ``accelerator`` (and inside ``accelerator.accumulate``), backward, clipping and the
@@ -87,12 +89,12 @@ def train_step(
         # Accelerate autocasts the model's forward; the criterion's class gradients and
         # losses run in the same mixed-precision context (a no-op in full precision).
         with accelerator.autocast():
-            out = criterion(x, targets, epoch=epoch)
+            out = criterion(x, targets, epoch=epoch, step=step)
         accelerator.backward(out.loss)
         if clip_grad is not None and accelerator.sync_gradients:
             accelerator.clip_grad_norm_(model.parameters(), clip_grad)
     else:
-        out = criterion(x, targets, epoch=epoch)
+        out = criterion(x, targets, epoch=epoch, step=step)
         out.loss.backward()
         if clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
@@ -257,6 +259,7 @@ def train_epoch(run: Run) -> Meter:
                 accelerator=accelerator,
                 clip_grad=cfg.optim.clip_grad,
                 epoch=state.epoch + _update_start(state.batch, accelerator) / len(loader),
+                step=state.global_step,
             )
         state.batch += 1
         meter.update(out)

@@ -1,0 +1,59 @@
+"""``every: k`` (issue 15): one attention step in k with its weights times k; the others are
+plain cross-entropy steps. Trainer-level cycles (accumulation, resume): tests/test_train.py."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from discatt_timm import DiscriminativeAttentionLoss
+from discatt_timm.config import AttentionLossConfig
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model("cifar_resnet20", num_classes=10).eval()
+
+
+def _grad(model: torch.nn.Module, loss: torch.Tensor) -> list[torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def test_attention_steps_weigh_the_terms_k_times_and_the_others_are_cross_entropy():
+    model = _model()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([1, 2, 3, 4])
+    once = DiscriminativeAttentionLoss(model, method="pixel")(x, y)
+    cls_grad = _grad(model, once.cls)
+    once = DiscriminativeAttentionLoss(model, method="pixel")(x, y)
+    attention_grad = _grad(model, once.loss - once.cls)
+    assert max(float(g.abs().max()) for g in attention_grad) > 1e-4  # the terms do something
+
+    lazy = DiscriminativeAttentionLoss(model, method="pixel", every=4)
+    on = lazy(x, y, step=8)
+    for got, c, a in zip(_grad(model, on.loss), cls_grad, attention_grad, strict=True):
+        want = c + 4 * a  # to float reassociation, relative to the tensor's scale
+        assert float((got - want).abs().max()) <= 1e-5 * float(want.abs().max()) + 1e-9
+    for step in (1, 2, 3, 9):
+        off = lazy(x, y, step=step)
+        assert off.siou_inner == off.siou_last == off.consistency == 0
+        ce = _grad(model, F.cross_entropy(model(x), y))
+        assert all(torch.equal(a, b) for a, b in zip(_grad(model, off.loss), ce, strict=True))
+
+
+def test_without_a_step_the_criterion_counts_its_calls():
+    model = _model()
+    lazy = DiscriminativeAttentionLoss(model, method="pixel", every=3)
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
+    on = [bool(lazy(x, y).siou_last > 0) for _ in range(7)]
+    assert on == [True, False, False, True, False, False, True]
+    assert lazy.calls == 7
+
+
+@pytest.mark.parametrize("every", [0, -1, 1.5, True, "4"])
+def test_every_must_be_a_positive_integer(every):
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        AttentionLossConfig(every=every)
