@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
@@ -104,27 +105,29 @@ def _run(args: argparse.Namespace) -> list[Panel]:
     )
 
 
-def _notes(caught: list[warnings.WarningMessage]) -> None:
-    """Image conversions as ``discatt explain: note: ...`` lines; other warnings as Python's."""
-    for record in caught:
-        if issubclass(record.category, ImageConversionWarning):
-            print(f"discatt explain: note: {record.message}", file=sys.stderr)
-        else:  # not ours: shown as Python would have shown it
-            warnings.showwarning(record.message, record.category, record.filename, record.lineno)
+def _show_notes(shown: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints image conversions as ``discatt explain: note:``
+    lines and hands every other warning to ``shown`` (Python's): nothing is kept in memory."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, ImageConversionWarning):
+            print(f"discatt explain: note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``discatt explain``: print each panel's path.
 
-    Image conversions are one ``discatt explain: note: ...`` line each, printed before any
-    error (which ``discatt_timm.cli.main`` prints as one line, exit status 2).
+    Image conversions are one ``discatt explain: note: ...`` line each, printed as they happen
+    (before any error, which ``discatt_timm.cli.main`` prints as one line, exit status 2).
     """
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("always", ImageConversionWarning)
-        try:
-            panels = _run(args)
-        finally:
-            _notes(caught)
+        warnings.showwarning = _show_notes(warnings.showwarning)
+        panels = _run(args)
     for panel in panels:
         top = panel.rows[0]
         print(f"{panel.path}  ({top.model}: {top.names[0]} {top.probs[0]:.3f})")
