@@ -90,14 +90,21 @@ class Case:
     """One model, optimizer and batch, and the training steps on them."""
 
     def __init__(
-        self, name: str, device: torch.device, precision: str = "fp32", every: Sequence[int] = ()
+        self,
+        name: str,
+        device: torch.device,
+        precision: str = "fp32",
+        every: Sequence[int] = (),
+        fractions: Sequence[float] = (),
     ) -> None:
         size, batch = CASES[name]
         self.name, self.device, self.precision = name, device, precision
         variants = BF16_VARIANTS if precision == "bf16" else VARIANTS
         variants += tuple(f"every_{k}" for k in every)
+        variants += tuple(f"{sel}_{f:g}" for f in fractions for sel in ("margin", "random"))
         # steps per timed call: a whole every-k cycle (one attention step, k - 1 plain ones)
         self.cycle = {v: 1 for v in variants} | {f"every_{k}": k for k in every}
+        torch.manual_seed(0)  # the random subsets come from the global generator
         self.skipped = {v: why for v, why in UNSUPPORTED.get(name, {}).items() if v in variants}
         self.variants = tuple(v for v in variants if v not in self.skipped)
         torch.manual_seed(0)
@@ -121,6 +128,12 @@ class Case:
         for k in every:  # the criterion counts its calls: each cycle starts on an attention step
             lazy = DiscriminativeAttentionLoss(model, grad_mode="exact", every=k, **options)
             losses[f"every_{k}"] = lambda lazy=lazy: lazy(x, y).loss
+        for f in fractions:  # attention terms on ceil(f * B) samples, cross-entropy on all
+            for sel in ("margin", "random"):
+                part = DiscriminativeAttentionLoss(
+                    model, grad_mode="exact", batch_fraction=f, select=sel, **options
+                )
+                losses[f"{sel}_{f:g}"] = lambda part=part: part(x, y).loss
         self.losses = losses
 
     def step(self, variant: str) -> None:
@@ -297,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         "per-step average over whole cycles), e.g. 2,4,8",
     )
     parser.add_argument(
+        "--fraction",
+        default="",
+        help="comma-separated f: also time exact steps with the attention terms on ceil(f*B) "
+        "samples (margin_f and random_f rows), e.g. 0.5,0.25",
+    )
+    parser.add_argument(
         "--precision",
         choices=("fp32", "bf16"),
         default="fp32",
@@ -312,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--every must be comma-separated integers, got {args.every!r}")
     if any(k < 1 for k in every):
         parser.error(f"--every values must be >= 1, got {args.every!r}")
+    try:
+        fractions = [float(f) for f in args.fraction.split(",") if f.strip()]
+    except ValueError:
+        parser.error(f"--fraction must be comma-separated numbers, got {args.fraction!r}")
+    if any(not 0 < f <= 1 for f in fractions):
+        parser.error(f"--fraction values must lie in (0, 1], got {args.fraction!r}")
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
@@ -336,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[str] = []
     for device_name in devices:
         for name in cases:
-            case = Case(name, torch.device(device_name), args.precision, every)
+            case = Case(name, torch.device(device_name), args.precision, every, fractions)
             times = time_interleaved(case, args.repeats, args.warmup)
             peaks = {v: peak_memory(case, v) for v in case.variants}
             flops = {v: count_flops(case, v) for v in case.variants}

@@ -21,6 +21,7 @@ from .config import AttentionLossConfig
 from .config.attention import LOW_PRECISION_REASON, pixel_maps_unsafe_in_low_precision
 from .errors import UserError
 from .layers import LayerPair, resolve_layers, unwrap_model
+from .subset import attention_on_part
 
 __all__ = [
     "AttentionLossOutput",
@@ -160,6 +161,10 @@ class ClassificationLoss:
     def __init__(self, model: nn.Module, multilabel: bool = False) -> None:
         self.model = model
         self.multilabel = multilabel
+
+    def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """The classification loss of ``logits``."""
+        return classification_loss(logits, targets, multilabel=self.multilabel)
 
     def __call__(
         self, x: Tensor, targets: Tensor, *, epoch: float | None = None, step: int | None = None
@@ -370,7 +375,11 @@ class DiscriminativeAttentionLoss:
         if step % every:
             return self._plain(x, targets)
         self._check_precision(x)
-        terms = self.terms(x, targets)
+        if self.config.batch_fraction < 1.0:  # subset.py: the terms on part of the batch
+            terms, logits, cls = attention_on_part(self, x, targets)
+        else:
+            terms = self.terms(x, targets)
+            logits, cls = terms.logits, terms.cls
         # Samples without a target/confusing pair (multi-label edge cases) contribute nothing.
         weight = terms.valid.to(terms.siou_last.dtype)
         count = weight.sum().clamp_min(1.0)
@@ -379,7 +388,5 @@ class DiscriminativeAttentionLoss:
             for v in (terms.siou_inner, terms.siou_last, terms.consistency)
         )
         l_i, l_l, l_ac = (every * w for w in self.config.weights)
-        loss = terms.cls + l_i * siou_inner + l_l * siou_last + l_ac * consistency
-        return AttentionLossOutput(
-            loss, terms.logits, terms.cls, siou_inner, siou_last, consistency
-        )
+        loss = cls + l_i * siou_inner + l_l * siou_last + l_ac * consistency
+        return AttentionLossOutput(loss, logits, cls, siou_inner, siou_last, consistency)

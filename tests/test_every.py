@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from discatt_timm import DiscriminativeAttentionLoss
 from discatt_timm.config import AttentionLossConfig
+from discatt_timm.subset import margins
 
 
 def _model() -> torch.nn.Module:
@@ -57,3 +58,53 @@ def test_without_a_step_the_criterion_counts_its_calls():
 def test_every_must_be_a_positive_integer(every):
     with pytest.raises(ValueError, match="every must be an integer >= 1"):
         AttentionLossConfig(every=every)
+
+
+def test_margin_subset_maps_the_hardest_samples_and_classifies_all():
+    model = _model()
+    x, y = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    full = DiscriminativeAttentionLoss(model, method="pixel")
+    part = DiscriminativeAttentionLoss(model, method="pixel", batch_fraction=0.25)
+    out = part(x, y)
+    logits = model(x)
+    torch.testing.assert_close(out.logits, logits)
+    torch.testing.assert_close(out.cls, F.cross_entropy(logits, y))
+    hardest = margins(logits, y).argsort()[:2]  # ceil(0.25 * 8)
+    ref = full(x[hardest], y[hardest])
+    for name in ("siou_inner", "siou_last", "consistency"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name))
+    torch.testing.assert_close(out.loss - out.cls, ref.loss - ref.cls)
+
+
+def test_random_subset_forwards_each_sample_once_and_keeps_the_batch_order():
+    model = _model()  # eval mode: a split forward equals the whole one
+    x, y = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    part = DiscriminativeAttentionLoss(model, method="pixel", batch_fraction=0.5, select="random")
+    torch.manual_seed(3)
+    out = part(x, y)
+    torch.testing.assert_close(out.logits, model(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.cls, F.cross_entropy(model(x), y), rtol=1e-5, atol=1e-6)
+    torch.manual_seed(3)
+    chosen = torch.randperm(8)[:4]
+    ref = DiscriminativeAttentionLoss(model, method="pixel")(x[chosen], y[chosen])
+    torch.testing.assert_close(out.siou_last, ref.siou_last)
+
+
+def test_margin_subset_leaves_running_statistics_as_one_forward_does():
+    torch.manual_seed(0)
+    model = timm.create_model("cifar_resnet20", num_classes=10).train()
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model(x)
+    after_one = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(before)
+    DiscriminativeAttentionLoss(model, method="pixel", batch_fraction=0.25)(x, y)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, after_one[key]), key
+
+
+@pytest.mark.parametrize("options", [{"batch_fraction": 0.0}, {"batch_fraction": 1.5},
+                                     {"select": "hardest"}])  # fmt: skip
+def test_fraction_and_select_are_checked(options):
+    with pytest.raises(ValueError, match="batch_fraction must be|select must be one of"):
+        AttentionLossConfig(**options)

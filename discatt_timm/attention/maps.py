@@ -14,11 +14,11 @@ from .base import AttentionMethod, create_attention
 from .gradients import capture_features, class_cotangents, class_gradients, folds_classes_well
 from .precision import as_float32, full_precision
 
-__all__ = ["attention_maps", "minmax_scale", "resize_maps"]
+__all__ = ["attention_maps", "minmax_scale", "norm_stats_kept", "resize_maps"]
 
 
 @contextmanager
-def _norm_stats_kept(model: nn.Module) -> Iterator[None]:
+def norm_stats_kept(model: nn.Module) -> Iterator[None]:
     """Restore the running statistics of train-mode batch norms after the block: a map's
     forward must not move them (the caller's model is left as found)."""
     norms = [
@@ -108,7 +108,7 @@ def attention_maps(
     name = resolve_layer(model, layer)
     # Autograd only from the mapped layer on: nothing below it needs a gradient.
     with (
-        _norm_stats_kept(model),
+        norm_stats_kept(model),
         torch.enable_grad(),
         capture_features(model, [name], graph_below=False) as capture,
     ):

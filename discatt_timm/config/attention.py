@@ -13,6 +13,7 @@ __all__ = ["AttentionLossConfig"]
 
 GRAD_MODES = ("exact", "detached")
 NORMALIZATIONS = ("max", "sum", "softmax", "none")
+SELECTIONS = ("margin", "random")
 # Pixel maps divided by their max or sum under bf16/fp16: refused (tests/test_precision.py).
 LOW_PRECISION_UNSAFE = ("max", "sum")
 LOW_PRECISION_REASON = (
@@ -60,6 +61,10 @@ class AttentionLossConfig:
             classification steps (no feature capture, no class gradients). Steps are the
             trainer's optimizer steps (so accumulation and resume keep the cycle), or the
             criterion's own calls. 1: every step, as the paper.
+        batch_fraction: the attention terms on ``ceil(batch_fraction * B)`` samples of each
+            batch, the classification loss on all (``subset.py``; 1.0: all, as the paper).
+        select: which samples: ``margin`` (smallest target-minus-confusing logit margin) or
+            ``random``.
     """
 
     method: str = "pixel"
@@ -74,6 +79,8 @@ class AttentionLossConfig:
     eps: float = 1e-8
     warmup_epochs: float = 0.0
     every: int = 1
+    batch_fraction: float = 1.0
+    select: str = "margin"
 
     def __post_init__(self) -> None:
         weights = tuple(float(w) for w in self.weights)
@@ -102,4 +109,14 @@ class AttentionLossConfig:
         _require(
             isinstance(self.every, int) and not isinstance(self.every, bool) and self.every >= 1,
             f"every must be an integer >= 1, got {self.every!r}",
+        )
+        _require(
+            isinstance(self.batch_fraction, int | float)
+            and not isinstance(self.batch_fraction, bool)
+            and 0.0 < self.batch_fraction <= 1.0,
+            f"batch_fraction must be a number in (0, 1], got {self.batch_fraction!r}",
+        )
+        _require(
+            self.select in SELECTIONS,
+            f"select must be one of {', '.join(SELECTIONS)}, got {self.select!r}",
         )
