@@ -242,13 +242,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     panel_dir = args.out.parent / "study" / "panels"
     panels = sorted(p.relative_to(args.out.parent) for p in panel_dir.glob("*.png"))
-    text = render(read_results(args.results), panels)
-    if args.check:
-        same = args.out.is_file() and args.out.read_text() == text
-        print(f"{args.out}: {'up to date' if same else 'differs from ' + str(args.results)}")
+    return write_or_check(
+        args.out, render(read_results(args.results), panels), args.results, args.check
+    )
+
+
+def write_or_check(out: Path, text: str, results: Path, check: bool) -> int:
+    """Write ``text`` to ``out``, or with ``check`` only compare (1 when it differs)."""
+    if check:
+        same = out.is_file() and out.read_text() == text
+        print(f"{out}: {'up to date' if same else 'differs from ' + str(results)}")
         return 0 if same else 1
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+    out.write_text(text)
+    print(f"wrote {out}")
     return 0
 
 

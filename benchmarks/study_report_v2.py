@@ -43,6 +43,7 @@ from study_report import (  # noqa: E402
     _mean_std,
     paired_differences,
     verdict,
+    write_or_check,
 )
 from study_report import read_results as _read_results  # noqa: E402
 
@@ -454,13 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results=args.results,
         sources=args.convergence,
     )
-    if args.check:
-        same = args.out.is_file() and args.out.read_text() == text
-        print(f"{args.out}: {'up to date' if same else 'differs from ' + str(args.results)}")
-        return 0 if same else 1
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    return 0
+    return write_or_check(args.out, text, args.results, args.check)
 
 
 if __name__ == "__main__":

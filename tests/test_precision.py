@@ -10,6 +10,8 @@ layer outputs are rounded to bf16 already has cosine 0.82-0.99 with the exact gr
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 
 import pytest
 import timm
@@ -21,21 +23,8 @@ from discatt_timm.attention import capture_features
 from discatt_timm.attention import precision as precision_module
 from discatt_timm.errors import UserError
 
-
-def _structured_batch(gen: torch.Generator, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class c: a bright square at one of 10 places plus three dim distractors, on noise."""
-    y = torch.randint(0, 10, (n,), generator=gen)
-    x = 0.3 * torch.randn(n, 3, size, size, generator=gen)
-    side = size // 4
-    for i, c in enumerate(y.tolist()):
-        row, col = divmod(c, 4)
-        top = row * size // 3 + int(torch.randint(0, side // 2 + 1, (1,), generator=gen))
-        left = col * size // 4
-        x[i, c % 3, top : top + side, left : left + side] += 2.0
-        for _ in range(3):
-            t, s = (int(v) for v in torch.randint(0, size - side // 2, (2,), generator=gen))
-            x[i, :, t : t + side // 2, s : s + side // 2] += 1.0
-    return x, y
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from gpu_check import structured_batch  # noqa: E402  (the GPU check trains the same way)
 
 
 @functools.cache
@@ -48,11 +37,11 @@ def _trained(
     model = timm.create_model(name, num_classes=10).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for _ in range(steps):
-        x, y = _structured_batch(gen, 32, size)
+        x, y = structured_batch(gen, 32, size)
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
-    return (model, *_structured_batch(gen, 32, size))
+    return (model, *structured_batch(gen, 32, size))
 
 
 def _attention_grad(model, x, y, dtype, **options) -> torch.Tensor:
