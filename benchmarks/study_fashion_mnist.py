@@ -55,6 +55,20 @@ ARMS: dict[str, dict[str, Any]] = {
     "no_lac": {"method": "pixel", "weights": [1.0, 1.0, 0.0]},
     "last_only": {"method": "pixel", "weights": [0.0, 1.0, 0.0]},
     "detached": {"method": "pixel", "grad_mode": "detached"},
+    # Issue 15: softmax_px at about a quarter of its extra cost.
+    "softmax_px_every4": {"method": "pixel", "normalize": "softmax", "every": 4},
+    "softmax_px_f0.25": {
+        "method": "pixel",
+        "normalize": "softmax",
+        "batch_fraction": 0.25,
+        "select": "random",
+    },
+    "softmax_px_f0.25m": {
+        "method": "pixel",
+        "normalize": "softmax",
+        "batch_fraction": 0.25,
+        "select": "margin",
+    },
 }
 ARM_NOTES = {
     "baseline": "cross-entropy only",
@@ -69,6 +83,11 @@ ARM_NOTES = {
     "no_lac": "A_px without the consistency loss (weights 1/1/0)",
     "last_only": "A_px, soft IoU at the last layer only (weights 0/1/0)",
     "detached": "A_px, `grad_mode: detached` (class gradients as constants)",
+    "softmax_px_every4": "softmax_px on one optimizer step in 4, weights x 4 (`every: 4`)",
+    "softmax_px_f0.25": "softmax_px on a random quarter of each batch (`batch_fraction: 0.25`, "
+    "`select: random`)",
+    "softmax_px_f0.25m": "softmax_px on the quarter of each batch with the smallest margins "
+    "(`batch_fraction: 0.25`, `select: margin`)",
 }
 # Study v1 (issue 7), on recipes/fashion_mnist_study.yaml: (a) short: like the issue's probe;
 # (b) long on a small subset: the baseline over-fits.
@@ -245,20 +264,16 @@ def make_panels(
     images that exactly one of the two arms classifies correctly."""
     import tempfile
 
+    from discatt_timm.compare import disagreements, predictions_right
     from discatt_timm.explain import explain
     from discatt_timm.loading import load_model
 
     models = {arm: load_model(str(runs_dir / f"{regime}-{arm}-seed{seed}")) for arm in arms}
     cfg = run_config(regime, arms[0], seed, overrides, runs_dir)
-    bundle, loader = _scoring_data(cfg, models[arms[0]], None)
-    with torch.no_grad():
-        predictions = [
-            torch.cat([model(x).argmax(dim=1) for x, _ in loader(bundle.eval)])
-            for model in models.values()
-        ]
-    labels = torch.tensor(bundle.eval.table["label"])
-    right = [p == labels for p in predictions]
-    picked = torch.nonzero(right[0] != right[1]).flatten()[:count].tolist()
+    bundle, _ = _scoring_data(cfg, models[arms[0]], None)
+    right = [predictions_right(model, bundle, batch_size=250) for model in models.values()]
+    picked = disagreements(right[0], right[1], count)
+    labels = bundle.eval.table["label"]
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.png"):
         stale.unlink()

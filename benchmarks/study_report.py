@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -79,6 +80,102 @@ def verdict(diffs: Sequence[float]) -> str:
     if all(d < 0 for d in diffs):
         return f"worse in every seed ({p})"
     return "mixed signs"
+
+
+# Two-sided 95% quantiles of Student's t, t_{0.975}(df), df = 1..30.
+T975 = (
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)  # fmt: skip
+
+
+def t_quantile(df: int) -> float:
+    """t_{0.975}(df): the table up to 30 degrees of freedom, a Cornish-Fisher expansion above
+    (within 1e-4 there)."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    if df <= len(T975):
+        return T975[df - 1]
+    z = statistics.NormalDist().inv_cdf(0.975)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def paired_interval(diffs: Sequence[float]) -> tuple[float, float] | None:
+    """(mean, half-width of the 95% paired-t interval) of ``diffs``; None under two seeds."""
+    if len(diffs) < 2:
+        return None
+    half = t_quantile(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return statistics.fmean(diffs), half
+
+
+def sign_count(diffs: Sequence[float]) -> str:
+    """``"2/3 seeds better"`` (strictly better than the baseline of the same seed)."""
+    return f"{sum(d > 0 for d in diffs)}/{len(diffs)} seeds better" if diffs else "-"
+
+
+# Issue 15: softmax_px with the attention terms on a quarter of the steps or of each batch,
+# beside softmax_px itself (every step, the whole batch).
+CHEAPER_ARMS = ("softmax_px_every4", "softmax_px_f0.25", "softmax_px_f0.25m")
+CHEAPER_REFERENCE = "softmax_px"
+
+
+def _interval(diffs: Sequence[float], scale: float = 100.0) -> str:
+    """``+1.23 [+0.10, +2.36]`` (95% paired t), one seed's value, or ``-``."""
+    if not diffs:
+        return "-"
+    interval = paired_interval(diffs)
+    if interval is None:
+        return f"{diffs[0] * scale:+.2f} (one seed)"
+    mean, half = interval
+    return f"{mean * scale:+.2f} [{(mean - half) * scale:+.2f}, {(mean + half) * scale:+.2f}]"
+
+
+def cheaper_section(
+    records: list[dict[str, Any]], regime: str, key: str = "test_top1"
+) -> list[str]:
+    """Markdown lines comparing the cheaper softmax_px arms of ``regime`` with the baseline
+    and with softmax_px (paired over the seeds both have), with their maps' sIoU, all-zero
+    confusing maps and minutes per run (and the dates, since minutes compare only on one
+    machine); no lines when none of those arms ran there."""
+    rows = [r for r in records if r["regime"] == regime]
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_arm.setdefault(row["arm"], []).append(row)
+    cheaper = [a for a in CHEAPER_ARMS if a in by_arm]
+    if not cheaper:
+        return []
+    base, full = by_arm.get(BASELINE, []), by_arm.get(CHEAPER_REFERENCE, [])
+    metric = "mAP" if key == "test_mAP" else "top-1"
+    lines = [
+        f"### Regime `{regime}`: softmax_px at a quarter of its extra cost (issue 15)",
+        "",
+        f"Δ = test {metric} in points, arm minus baseline (or minus softmax_px, every step and "
+        "the whole batch) of the same seed: mean and 95% paired-t interval; sign = seeds "
+        "better than the baseline; sIoU and zero C at the last layer; minutes per run with "
+        "the dates they ran (minutes compare only on one machine: the cost per step is "
+        "measured interleaved in `benchmarks/RESULTS.md`).",
+        "",
+        f"| arm | seeds | Δ {metric} vs baseline | sign | Δ vs softmax_px | sIoU last | "
+        "zero C last (%) | min per run | dates |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for arm in [BASELINE, CHEAPER_REFERENCE, *cheaper]:
+        arm_rows = sorted(by_arm.get(arm, []), key=lambda r: r["seed"])
+        if not arm_rows:
+            continue
+        to_base = [] if arm == BASELINE else paired_differences(arm_rows, base, key)
+        to_full = paired_differences(arm_rows, full, key) if arm in cheaper else []
+        lines.append(
+            f"| {arm} | {len(arm_rows)} | {_interval(to_base)} | "
+            f"{sign_count(to_base) if arm != BASELINE else '-'} | {_interval(to_full)} | "
+            f"{_fmt(_mean(arm_rows, 'siou_last'))} | "
+            f"{_fmt(_mean(arm_rows, 'zero_confusing_last'), 100, 1)} | "
+            f"{_fmt(_mean(arm_rows, 'wall_s'), 1 / 60, 1)} | "
+            f"{', '.join(sorted({r['date'] for r in arm_rows}))} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _arm_order(arms: set[str]) -> list[str]:
@@ -219,6 +316,7 @@ def render(records: list[dict[str, Any]], panels: Sequence[Path] = ()) -> str:
             regime, [row for row in records if row["regime"] == regime]
         )
         lines += table
+        lines += cheaper_section(records, regime)
     lines += findings(summaries)
     if panels:
         lines += [

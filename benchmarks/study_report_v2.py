@@ -17,7 +17,6 @@ reported as missing, never an error.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -41,7 +40,10 @@ from study_report import (  # noqa: E402
     _fmt,
     _mean,
     _mean_std,
+    cheaper_section,
     paired_differences,
+    paired_interval,
+    sign_count,
     verdict,
     write_or_check,
 )
@@ -52,41 +54,11 @@ PLANNED_SEEDS = len(SEEDS)  # every arm
 PLANNED_SEEDS_TOP = 5  # the baseline and the best arm by mean paired difference
 CONVERGENCE_REGIME = "clutter"
 LAST_EVALS = 5
-# Two-sided 95% quantiles of Student's t, t_{0.975}(df), df = 1..30.
-T975 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
-)  # fmt: skip
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """``study_report.read_results``, or no records while ``path`` does not exist yet."""
     return _read_results(path) if path.is_file() else []
-
-
-def t_quantile(df: int) -> float:
-    """t_{0.975}(df): the table up to 30 degrees of freedom, a Cornish-Fisher expansion above
-    (within 1e-4 there)."""
-    if df < 1:
-        raise ValueError(f"df must be >= 1, got {df}")
-    if df <= len(T975):
-        return T975[df - 1]
-    z = statistics.NormalDist().inv_cdf(0.975)
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
-def paired_interval(diffs: Sequence[float]) -> tuple[float, float] | None:
-    """(mean, half-width of the 95% paired-t interval) of ``diffs``; None under two seeds."""
-    if len(diffs) < 2:
-        return None
-    half = t_quantile(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return statistics.fmean(diffs), half
-
-
-def sign_count(diffs: Sequence[float]) -> str:
-    """``"2/3 seeds better"`` (strictly better than the baseline of the same seed)."""
-    return f"{sum(d > 0 for d in diffs)}/{len(diffs)} seeds better" if diffs else "-"
 
 
 def metric_of(rows: Sequence[dict[str, Any]]) -> str:
@@ -142,7 +114,7 @@ def arm_diffs(by_arm: dict[str, list[dict[str, Any]]], key: str) -> dict[str, li
 def best_arm(regime: str, diffs: dict[str, list[float]]) -> str | None:
     """The arm with the highest mean paired difference (plan order breaks ties); None without
     any paired seed."""
-    candidates = [a for a in arm_order(regime, set(diffs)) if diffs[a]]
+    candidates = [a for a in REGIME_ARMS.get(regime, ()) if diffs.get(a)]  # planned arms only
     return max(candidates, key=lambda a: statistics.fmean(diffs[a]), default=None)
 
 
@@ -424,7 +396,9 @@ def render(
     lines += [f"| {arm} | {ARM_NOTES.get(arm, '-')} |" for arm in arms]
     lines.append("")
     for regime in V2_REGIMES:
-        lines += regime_section(regime, [r for r in records if r["regime"] == regime], convergence)
+        rows = [r for r in records if r["regime"] == regime]
+        lines += regime_section(regime, rows, convergence)
+        lines += cheaper_section(records, regime, f"test_{metric_of(rows)}")
     lines += commands(records, results)
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ same model everywhere and a bad one gets the same one-line ``LoadError``.
 ``spec`` is one of
 
 * a timm name (``resnet18``, ``resnet18.a1_in1k``, a zoo tag such as
-  ``cifar_resnet20.discatt_fashion_mnist``);
+  ``cifar_resnet20.discatt_fashion_mnist_demo``);
 * ``local-dir:PATH`` or ``hf-hub:ORG/NAME`` (timm's ``save_for_hf`` layout);
 * a run directory of the trainer (``config.json`` + ``model.safetensors``), read as
   ``local-dir:``.

@@ -222,7 +222,7 @@ def test_unevaluated_run_is_refused(cifar_run, tmp_path, capsys):
 
 
 def test_shipped_zoo_variant_loads_offline_with_its_card():
-    name = "cifar_resnet20.discatt_fashion_mnist"
+    name = "cifar_resnet20.discatt_fashion_mnist_demo"
     assert name in timm.list_pretrained("*discatt*")
     model = timm.create_model(name, pretrained=True).eval()
     assert model.num_classes == 10 and model.conv1.in_channels == 1

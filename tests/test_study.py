@@ -108,12 +108,54 @@ def test_committed_report_is_reproduced_from_the_committed_results(capsys):
     assert study_report.main(["--check"]) == 0, capsys.readouterr().out
 
 
-def test_the_named_recipe_trains_exactly_what_the_study_measured(tmp_path):
+@pytest.mark.parametrize(
+    ("recipe", "arm"),
+    [("fashion_mnist_softmax_px", "softmax_px"), ("fashion_mnist_baseline", "baseline")],
+)
+def test_the_named_recipe_trains_exactly_what_the_study_measured(tmp_path, recipe, arm):
+    """``make demo``'s pair is the study's seed-1 run of each arm (only evaluation and
+    bookkeeping differ: they do not change the weights)."""
     from discatt_timm.recipes import load_recipe, recipe_diff
 
-    measured = study.run_config("short", "softmax_px", 1, [], tmp_path)
-    named = load_recipe("fashion_mnist_softmax_px")
+    measured = study.run_config("short", arm, 1, [], tmp_path)
+    named = load_recipe(recipe)
     differ = set(recipe_diff(measured, named))
     bookkeeping = {"name", "description", "output_dir", "data.max_eval_samples"}
     assert differ - bookkeeping <= {k for k in differ if k.startswith(("eval.", "checkpoint."))}
-    assert named.attention.normalize == "softmax" and named.attention.method == "pixel"
+    assert named.attention == measured.attention
+
+
+def test_the_demo_pair_differs_only_in_attention():
+    from discatt_timm.recipes import load_recipe, recipe_diff
+
+    differ = recipe_diff(
+        load_recipe("fashion_mnist_softmax_px"), load_recipe("fashion_mnist_baseline")
+    )
+    assert {k.split(".")[0] for k in differ} == {"name", "description", "attention"}
+    assert differ["attention.method"] == ("pixel", "none")
+
+
+def _record(arm, seed, top1, **extra):
+    base = {"regime": "short", "arm": arm, "seed": seed, "test_top1": top1, "date": "d1"}
+    return {**base, "siou_last": 0.1, "zero_confusing_last": 0.0, "wall_s": 120.0, **extra}
+
+
+def test_cheaper_section_pairs_each_arm_with_the_baseline_and_softmax_px():
+    records = [_record("baseline", s, v) for s, v in ((1, 0.80), (2, 0.82), (3, 0.81))]
+    records += [_record("softmax_px", s, v) for s, v in ((1, 0.81), (2, 0.84), (3, 0.81))]
+    records += [
+        _record("softmax_px_every4", s, v, date="d2", wall_s=60.0)
+        for s, v in ((1, 0.82), (2, 0.83), (3, 0.80))
+    ]
+    lines = study_report.cheaper_section(records, "short")
+    row = next(line for line in lines if line.startswith("| softmax_px_every4 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # vs baseline: +2, +1, -1 points: mean 0.667, sd 1.528, t(2) = 4.3027 -> half 3.795
+    assert cells[2] == "+0.67 [-3.13, +4.46]"
+    assert cells[3] == "2/3 seeds better"
+    # vs softmax_px: +1, -1, -1 points: mean -0.333, sd 1.155 -> half 2.868
+    assert cells[4] == "-0.33 [-3.20, +2.54]"
+    assert cells[7:] == ["1.0", "d2"]
+    assert study_report.cheaper_section(records, "long") == []
+    no_cheap = [r for r in records if r["arm"] != "softmax_px_every4"]
+    assert study_report.cheaper_section(no_cheap, "short") == []

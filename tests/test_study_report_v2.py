@@ -11,6 +11,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
+import study_report  # noqa: E402
 import study_report_v2 as report  # noqa: E402
 
 
@@ -72,15 +73,15 @@ ARM = [0.81, 0.84, 0.87]  # diffs 0.01, 0.02, 0.03
 
 def test_paired_interval_matches_a_hand_computation():
     diffs = [0.01, 0.02, 0.03]
-    mean, half = report.paired_interval(diffs)
+    mean, half = study_report.paired_interval(diffs)
     # mean 0.02, sample sd 0.01, t_{0.975}(2) = 4.303: 4.303 * 0.01 / sqrt(3) = 0.02484
     assert mean == pytest.approx(0.02)
     assert half == pytest.approx(4.3027 * 0.01 / math.sqrt(3))
     assert half == pytest.approx(0.02484, abs=1e-5)
-    assert report.paired_interval([0.01]) is None
-    assert report.t_quantile(1) == pytest.approx(12.706, abs=1e-3)
-    assert report.t_quantile(30) == pytest.approx(2.0423, abs=1e-4)
-    assert report.t_quantile(60) == pytest.approx(2.0003, abs=1e-3)  # past the table
+    assert study_report.paired_interval([0.01]) is None
+    assert study_report.t_quantile(1) == pytest.approx(12.706, abs=1e-3)
+    assert study_report.t_quantile(30) == pytest.approx(2.0423, abs=1e-4)
+    assert study_report.t_quantile(60) == pytest.approx(2.0003, abs=1e-3)  # past the table
     assert report.sign_count([0.01, -0.02, 0.03]) == "2/3 seeds better"
 
 

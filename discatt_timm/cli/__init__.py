@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "discatt_timm.cli.train"),
     ("explain", "discatt_timm.cli.explain"),
     ("metrics", "discatt_timm.cli.metrics"),
+    ("compare", "discatt_timm.cli.compare"),
     ("publish", "discatt_timm.cli.publish"),
     ("hub", "discatt_timm.cli.hub"),
 )

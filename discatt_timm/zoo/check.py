@@ -19,10 +19,13 @@ from ..errors import DataError
 from ..evaluation import evaluate
 from ..hub import METRICS
 from ..loading import load_model
-from ..recipes import load_recipe
+from ..recipes import load_recipe, recipe_diff
 from .manifest import MANIFEST, NAME_PATTERN, Variant, load_manifest
 
-__all__ = ["Finding", "check_zoo"]
+__all__ = ["Finding", "attention_only_diff", "check_zoo"]
+
+# Keys that say where and under which name a run was made, not what it trained.
+PLACE_KEYS = frozenset({"name", "description", "output_dir", "accelerate.cpu"})
 
 
 @dataclass(frozen=True)
@@ -35,17 +38,34 @@ class Finding:
     detail: str = ""
 
 
-def _remeasure_top1(variant: Variant, recipe_file: Path) -> tuple[float | None, str]:
-    """Top-1 of the shipped weights on the recipe's evaluation data, or None if it is absent."""
+def _remeasure(variant: Variant, recipe_file: Path, key: str) -> tuple[float | None, str]:
+    """``key`` (``top1``, or ``mAP`` for multi-label data) of the shipped weights on the
+    recipe's evaluation data, or None if that data is absent here."""
     cfg = load_recipe(recipe_file)
     model = load_model(variant.name)  # through its timm tag, as a user loads it
     try:
         bundle = eval_data(cfg.data, model, seed=cfg.seed)
     except DataError as error:
-        return None, f"data not present here ({error}); top-1 not re-measured"
+        return None, f"data not present here ({error}); {key} not re-measured"
     _, eval_loader = build_loaders(bundle, cfg.data)
-    metrics = evaluate(model, eval_loader, attention=False, topk=(1,))
-    return metrics["top1"], ""
+    metrics = evaluate(
+        model, eval_loader, attention=False, topk=(1,), multilabel=bundle.multilabel
+    )
+    return metrics[key], ""
+
+
+def attention_only_diff(recipe: Path, baseline: Path) -> list[str]:
+    """The keys outside ``attention`` (and ``PLACE_KEYS``) whose values differ between an
+    entry's recipe and its baseline's: empty when they are the same run but for the attention
+    section."""
+    differ = recipe_diff(load_recipe(recipe), load_recipe(baseline))
+    return sorted(k for k in differ if not k.startswith("attention.") and k not in PLACE_KEYS)
+
+
+def _baseline_recipe(variant: Variant, variants: dict[str, Variant], root: Path) -> Path | None:
+    if variant.baseline in variants:
+        return root / variants[variant.baseline].recipe
+    return root / variant.baseline_recipe if variant.baseline_recipe else None
 
 
 def check_zoo(
@@ -58,20 +78,28 @@ def check_zoo(
     """
     root = Path(repo_root)
     findings: list[Finding] = []
-    for variant in load_manifest(manifest or MANIFEST):
+    entries = load_manifest(manifest or MANIFEST)
+    by_name = {v.name: v for v in entries}
+    for variant in entries:
 
         def add(check: str, ok: bool, detail: str = "", name: str = variant.name) -> None:
             """``detail`` says what is wrong; it is kept for failures and measurements only."""
-            keep = not ok or check == "top-1 reproduced"
+            keep = not ok or check.endswith(" reproduced")
             findings.append(Finding(name, check, ok, detail if keep else ""))
 
         add(
             "name",
             bool(NAME_PATTERN.match(variant.name)) and timm.is_model(variant.architecture),
-            "must be ARCH.discatt_DATASET with a registered timm architecture",
+            "must be ARCH.discatt_DATASET or ARCH.ce_DATASET with a registered timm architecture",
         )
         recipe = root / variant.recipe
         add("recipe", recipe.is_file(), f"{recipe} missing")
+        if variant.baseline is not None:
+            add("baseline entry", variant.baseline in by_name, f"{variant.baseline} not listed")
+        baseline = _baseline_recipe(variant, by_name, root)
+        if baseline is not None and recipe.is_file() and baseline.is_file():
+            extra = attention_only_diff(recipe, baseline)
+            add("differs only in attention", not extra, f"also differs in {', '.join(extra)}")
         folder = variant.path
         shipped = folder is not None and (folder / "model.safetensors").is_file()
         add(
@@ -93,14 +121,16 @@ def check_zoo(
         expected = {METRICS[k][0]: v for k, v in metrics.items() if k in METRICS}
         same = all(recorded.get(k) == v for k, v in expected.items() if v == v)
         add("card metrics", same and bool(expected), "card model-index differs from metrics.json")
-        if shipped and remeasure and recipe.is_file() and "top1" in metrics:
-            top1, note = _remeasure_top1(variant, recipe)
-            if top1 is None:
-                add("top-1 reproduced", True, note)
+        key = "mAP" if "mAP" in metrics else "top1"
+        if shipped and remeasure and recipe.is_file() and key in metrics:
+            value, note = _remeasure(variant, recipe, key)
+            check = f"{'mAP' if key == 'mAP' else 'top-1'} reproduced"
+            if value is None:
+                add(check, True, note)
             else:
                 add(
-                    "top-1 reproduced",
-                    abs(top1 - metrics["top1"]) <= 1e-6,
-                    f"measured {top1:.6f}, recorded {metrics['top1']:.6f}",
+                    check,
+                    value == metrics[key],
+                    f"measured {value:.6f}, recorded {metrics[key]:.6f}",
                 )
     return findings

@@ -1,12 +1,14 @@
-"""The zoo manifest: supervised variants this project trained, registered as timm tags.
+"""The zoo manifest: the variants this project trained, registered as timm tags.
 
-``manifest.yaml`` (also reachable as ``hub/manifest.yaml`` in the repository) lists each variant
-``ARCH.discatt_DATASET`` with at least one real weight source: a folder shipped here (timm's
-``save_for_hf`` layout: ``model.safetensors`` + ``config.json``, plus the model card and the
-run's ``metrics.json``) and/or a Hugging Face Hub repository it was uploaded to. Importing
-``discatt_timm`` registers every variant, so ``timm.list_pretrained('*discatt*')`` lists them and
-``timm.create_model('cifar_resnet20.discatt_fashion_mnist', pretrained=True)`` loads the shipped
-weights offline (or downloads them from the Hub where only a Hub id is known).
+``manifest.yaml`` (also reachable as ``hub/manifest.yaml`` in the repository) lists each
+attention-supervised variant ``ARCH.discatt_DATASET`` and its cross-entropy baseline
+``ARCH.ce_DATASET`` (the same recipe but for the attention section), each with at least one
+real weight source: a folder shipped here (timm's ``save_for_hf`` layout: ``model.safetensors``
++ ``config.json``, plus the model card and the run's ``metrics.json``) and/or a Hugging Face Hub
+repository it was uploaded to. Importing ``discatt_timm`` registers every entry, so
+``timm.create_model('cifar_resnet20.discatt_fashion_mnist_demo', pretrained=True)`` loads the
+shipped weights offline (or downloads them from the Hub where only a Hub id is known), and
+``discatt hub list`` shows them with their metrics.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from .._timm_compat import add_pretrained_tag
 __all__ = ["MANIFEST", "Variant", "load_manifest", "register_variants"]
 
 MANIFEST = Path(__file__).with_name("manifest.yaml")
-NAME_PATTERN = re.compile(r"^(?P<arch>[a-z0-9_]+)\.discatt_(?P<dataset>[a-z0-9_]+)$")
+# ARCH.discatt_DATASET: attention-supervised; ARCH.ce_DATASET: its cross-entropy baseline.
+NAME_PATTERN = re.compile(r"^(?P<arch>[a-z0-9_]+)\.(?P<kind>discatt|ce)_(?P<dataset>[a-z0-9_]+)$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Variant:
     folder: str | None = None  # shipped folder name inside discatt_timm/zoo/
     hf_hub_id: str | None = None  # ORG/NAME once really uploaded
     baseline_recipe: str | None = None  # the cross-entropy-only run it is compared to
+    baseline: str | None = None  # the baseline's own entry (ARCH.ce_DATASET), when shipped
     # timm pretrained_cfg fields (num_classes, input_size, mean, std, label_names, ...) for a
     # Hub-only entry; a shipped folder's config.json provides them otherwise.
     pretrained_cfg: dict | None = None

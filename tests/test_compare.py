@@ -1,0 +1,146 @@
+"""``discatt compare`` / ``compare``: each column is ``measure``'s report of that model, the
+panels show exactly the images one of the two models gets right (oracle: a per-image loop),
+and bad input is one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
+from timm.models import save_for_hf
+
+from discatt_timm.cli import main
+from discatt_timm.compare import Comparison, compare, disagreements, format_comparison
+from discatt_timm.evaluation import measure
+from discatt_timm.loading import load_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CLASSES = ("ant", "bee", "cat")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """``DIR/test/<class>/*.png``: 3 classes x 4 random RGB images."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(1)
+    for name in CLASSES:
+        (root / "test" / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "test" / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    """Two cifar_resnet20 folders (timm's ``save_for_hf``) from different random inits."""
+    dirs = []
+    for seed in (0, 5):
+        torch.manual_seed(seed)
+        model = timm.create_model("cifar_resnet20", num_classes=len(CLASSES)).eval()
+        path = tmp_path_factory.mktemp(f"model{seed}")
+        save_for_hf(model, str(path))
+        dirs.append(path)
+    return dirs
+
+
+def right_per_image(model, folder):
+    """Oracle: one image at a time, in the folder's sorted order, top-1 == label."""
+    transform = create_transform(**resolve_data_config(model=model), is_training=False)
+    right = []
+    for c, name in enumerate(CLASSES):
+        for path in sorted((folder / "test" / name).glob("*.png")):
+            x = transform(Image.open(path).convert("RGB"))[None]
+            right.append(bool(model(x).argmax(dim=1).item() == c))
+    return torch.tensor(right)
+
+
+def test_columns_are_measure_reports_and_panels_show_the_disagreements(folder, model_dirs):
+    models = {"a": load_model(str(model_dirs[0])), "b": load_model(str(model_dirs[1]))}
+    result = compare(models, str(folder), panels=2, batch_size=5)
+    for title, model in models.items():
+        expected = measure(model, str(folder), batch_size=5)
+        assert result.reports[title] == expected  # the same images, maps and numbers
+    with torch.no_grad():
+        right = [right_per_image(m, folder) for m in models.values()]
+    differ = torch.nonzero(right[0] != right[1]).flatten().tolist()
+    assert differ, "the two inits should disagree on some image (seeds chosen for it)"
+    assert result.images == differ[:2]
+    assert len(result.panels) == len(result.images)
+    for panel, index in zip(result.panels, result.images, strict=True):
+        assert len(panel.rows) == 4  # two models x (inner, last)
+        assert {row.label for row in panel.rows} == {index // 4}  # the framed true class
+        assert [row.maps.shape[0] for row in panel.rows] == [3] * 4  # top-3
+
+
+def test_disagreements_takes_the_first_indices_where_exactly_one_is_right():
+    a = torch.tensor([True, False, True, True, False, False])
+    b = torch.tensor([True, True, False, True, False, True])
+    assert disagreements(a, b, 2) == [1, 2]
+    assert disagreements(a, b, 10) == [1, 2, 5]
+    assert disagreements(a, a, 3) == []
+
+
+def test_table_rows_follow_the_reports():
+    def report(**overall):
+        return {
+            "data": "d",
+            "split": "test",
+            "num_samples": 7,
+            "method": "pixel",
+            "overall": overall,
+        }
+
+    single = Comparison({"x": report(top1=0.5, siou_last=0.25), "y": report(top1=0.75)})
+    lines = format_comparison(single).splitlines()
+    assert lines[0] == "d (test, 7 images, pixel maps)"
+    assert lines[1].split() == ["x", "y"]
+    assert lines[2].split() == ["top-1", "0.5000", "0.7500"]
+    assert lines[3].split() == ["sIoU", "last", "0.250", "-"]
+    assert len(lines) == 4  # no mAP, no localisation rows without those keys
+    boxes = Comparison({"x": report(mAP=0.9, pointing_last=1.0), "y": report(mAP=0.8)})
+    text = format_comparison(boxes)
+    assert "top-1" not in text and "pointing game, last" in text and "0.9000" in text
+
+
+def test_cli_prints_both_columns_and_writes_panels_and_json(folder, model_dirs, tmp_path, capsys):
+    out, report = tmp_path / "panels", tmp_path / "r.json"
+    argv = ["compare", "--data", str(folder), "--name", "a", "--name", "b", "--panels", "1"]
+    argv += ["--model", str(model_dirs[0]), "--model", str(model_dirs[1])]
+    assert main([*argv, "--out", str(out), "--json", str(report), "--batch-size", "5"]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads(report.read_text())
+    top1 = [f"{saved[t]['overall']['top1']:.4f}" for t in ("a", "b")]
+    assert next(line for line in printed.splitlines() if line.startswith("top-1")).split() == [
+        "top-1",
+        *top1,
+    ]
+    assert len(list(out.glob("test*_explain.png"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--name", "a"], "1 --name for 2 --model"),
+        (["--name", "a", "--name", "a"], "column titles must differ"),
+        (["--panels", "-1"], "--panels must be >= 0, got -1"),
+        (["--max-samples", "0"], "--max-samples must be >= 1, got 0"),
+    ],
+)
+def test_bad_input_is_one_line(folder, model_dirs, capsys, extra, message):
+    argv = ["compare", "--data", str(folder), "--model", str(model_dirs[0])]
+    argv += ["--model", str(model_dirs[1]), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("discatt compare: error: ") and message in err and "\n" not in err
+
+
+def test_one_model_is_refused(folder, model_dirs, capsys):
+    assert main(["compare", "--data", str(folder), "--model", str(model_dirs[0])]) == 2
+    assert "compare needs two or more --model, got 1" in capsys.readouterr().err
