@@ -32,11 +32,18 @@ BASELINE = "baseline"
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """The records of ``path``; a later record of the same (regime, arm, seed) wins."""
+    """The records of ``path``; a later record of the same (regime, arm, seed) wins.
+
+    A record's ``paused_s`` (seconds its process was stopped with SIGSTOP while it ran, added
+    by hand with the pause measured) is taken off its ``wall_s`` and ``train_wall_s``."""
     records: dict[tuple[str, str, int], dict[str, Any]] = {}
     for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
+            paused = row.get("paused_s", 0.0)
+            for key in ("wall_s", "train_wall_s") if paused else ():
+                if key in row:
+                    row[key] = round(row[key] - paused, 1)
             records[(row["regime"], row["arm"], row["seed"])] = row
     return list(records.values())
 

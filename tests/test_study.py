@@ -159,3 +159,13 @@ def test_cheaper_section_pairs_each_arm_with_the_baseline_and_softmax_px():
     assert study_report.cheaper_section(records, "long") == []
     no_cheap = [r for r in records if r["arm"] != "softmax_px_every4"]
     assert study_report.cheaper_section(no_cheap, "short") == []
+
+
+def test_a_paused_run_is_timed_without_its_pause(tmp_path):
+    path = tmp_path / "r.jsonl"
+    rows = [_record("baseline", 1, 0.8, train_wall_s=100.0), _record("baseline", 2, 0.8)]
+    rows[0]["paused_s"] = 30.0
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first, second = study_report.read_results(path)
+    assert (first["wall_s"], first["train_wall_s"]) == (90.0, 70.0)
+    assert second["wall_s"] == 120.0
