@@ -63,12 +63,6 @@ ARMS: dict[str, dict[str, Any]] = {
         "batch_fraction": 0.25,
         "select": "random",
     },
-    "softmax_px_f0.25m": {
-        "method": "pixel",
-        "normalize": "softmax",
-        "batch_fraction": 0.25,
-        "select": "margin",
-    },
 }
 ARM_NOTES = {
     "baseline": "cross-entropy only",
@@ -86,8 +80,6 @@ ARM_NOTES = {
     "softmax_px_every4": "softmax_px on one optimizer step in 4, weights x 4 (`every: 4`)",
     "softmax_px_f0.25": "softmax_px on a random quarter of each batch (`batch_fraction: 0.25`, "
     "`select: random`)",
-    "softmax_px_f0.25m": "softmax_px on the quarter of each batch with the smallest margins "
-    "(`batch_fraction: 0.25`, `select: margin`)",
 }
 # Study v1 (issue 7), on recipes/fashion_mnist_study.yaml: (a) short: like the issue's probe;
 # (b) long on a small subset: the baseline over-fits.

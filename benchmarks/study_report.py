@@ -123,7 +123,7 @@ def sign_count(diffs: Sequence[float]) -> str:
 
 # Issue 15: softmax_px with the attention terms on a quarter of the steps or of each batch,
 # beside softmax_px itself (every step, the whole batch).
-CHEAPER_ARMS = ("softmax_px_every4", "softmax_px_f0.25", "softmax_px_f0.25m")
+CHEAPER_ARMS = ("softmax_px_every4", "softmax_px_f0.25")
 CHEAPER_REFERENCE = "softmax_px"
 
 

@@ -38,11 +38,11 @@ from study_fashion_mnist import ARM_NOTES, ARMS, REGIME_ARMS, REGIMES, SEEDS  # 
 from study_report import (  # noqa: E402
     BASELINE,
     _fmt,
+    _interval,
     _mean,
     _mean_std,
     cheaper_section,
     paired_differences,
-    paired_interval,
     sign_count,
     verdict,
     write_or_check,
@@ -73,16 +73,6 @@ def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
 def _pair(rows: Sequence[dict[str, Any]], key: str, scale: float = 1.0, digits: int = 3) -> str:
     inner, last = _mean(rows, f"{key}_inner"), _mean(rows, f"{key}_last")
     return f"{_fmt(inner, scale, digits)} / {_fmt(last, scale, digits)}"
-
-
-def _delta(diffs: Sequence[float]) -> str:
-    if not diffs:
-        return "-"
-    interval = paired_interval(diffs)
-    if interval is None:
-        return f"{diffs[0] * 100:+.2f} (one seed)"
-    mean, half = interval
-    return f"{mean * 100:+.2f} [{(mean - half) * 100:+.2f}, {(mean + half) * 100:+.2f}]"
 
 
 def _rel(path: Path) -> str:
@@ -197,7 +187,7 @@ def regime_section(
         )
         lines.append(
             f"| {arm} | {len(arm_rows)} | {_mean_std(_values(arm_rows, key), 100)} | "
-            f"{'-' if arm == BASELINE else _delta(d)} | "
+            f"{'-' if arm == BASELINE else _interval(d)} | "
             f"{'-' if arm == BASELINE else sign_count(d)} | "
             f"{'-' if arm == BASELINE else verdict(d)} | "
             f"{_mean_std(_values(arm_rows, train_key), 100)} | {cost} |"

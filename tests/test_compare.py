@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import timm
 import torch
 from PIL import Image
+from support import make_imagefolder
 from timm.data import create_transform, resolve_data_config
 from timm.models import save_for_hf
 
@@ -21,20 +21,13 @@ from discatt_timm.loading import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CLASSES = ("ant", "bee", "cat")
+CLASSES = ("class0", "class1", "class2")
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """``DIR/test/<class>/*.png``: 3 classes x 4 random RGB images."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(1)
-    for name in CLASSES:
-        (root / "test" / name).mkdir(parents=True)
-        for i in range(4):
-            pixels = rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / "test" / name / f"{i}.png")
-    return root
+    """``DIR/test/class<c>/*.png``: 3 classes x 4 test images (``support.make_imagefolder``)."""
+    return make_imagefolder(tmp_path_factory.mktemp("tiny"), classes=3, per_class=(1, 4), size=32)
 
 
 @pytest.fixture(scope="module")
