@@ -46,6 +46,15 @@ METRICS = {
     "siou_inner": ("siou_inner", "attention sIoU, inner layer"),
     "siou_last": ("siou_last", "attention sIoU, last layer"),
     "consistency": ("attention_consistency", "attention consistency loss"),
+    # data with boxes (discatt_timm.localisation): does the target's map find the object?
+    "pointing_inner": ("pointing_game_inner", "pointing game, inner layer"),
+    "pointing_last": ("pointing_game_last", "pointing game, last layer"),
+    "energy_inner": ("box_energy_inner", "energy in the box, inner layer"),
+    "energy_last": ("box_energy_last", "energy in the box, last layer"),
+    "confusing_energy_last": (
+        "confusing_box_energy_last",
+        "confusing class's energy in the box, last layer",
+    ),
 }
 # recipe data.source -> Hub dataset id, for sources that are not Hub ids themselves
 DATASET_IDS = {"fashion_mnist": "zalando-datasets/fashion_mnist"}
@@ -182,7 +191,8 @@ def build_model_card(
     attention = info.recipe.get("attention", {})
     if info.supervised:
         supervision = (
-            f"`{attention.get('method')}` maps, weights (l_i, l_l, l_ac) = "
+            f"`{attention.get('method')}` maps, `{attention.get('normalize', 'max')}` "
+            "normalisation, weights (l_i, l_l, l_ac) = "
             f"{tuple(attention.get('weights', (1.0, 1.0, 1.0)))}, "
             f"`{attention.get('grad_mode', 'exact')}` gradients"
         )
