@@ -169,3 +169,18 @@ def test_a_paused_run_is_timed_without_its_pause(tmp_path):
     first, second = study_report.read_results(path)
     assert (first["wall_s"], first["train_wall_s"]) == (90.0, 70.0)
     assert second["wall_s"] == 120.0
+
+
+def test_issue15_arms_are_softmax_px_with_one_change_each(tmp_path):
+    from discatt_timm.recipes import recipe_diff
+
+    full = study.run_config("short", "softmax_px", 1, [], tmp_path)
+    lazy = study.run_config("short", "softmax_px_every4", 1, [], tmp_path)
+    part = study.run_config("short", "softmax_px_f0.25", 1, [], tmp_path)
+    assert {k for k in recipe_diff(full, lazy) if k != "name"} == {"attention.every"}
+    assert lazy.attention.every == 4
+    assert {k for k in recipe_diff(full, part) if k != "name"} == {
+        "attention.batch_fraction",
+        "attention.select",
+    }
+    assert (part.attention.batch_fraction, part.attention.select) == (0.25, "random")
