@@ -140,6 +140,8 @@ def compare(
         predictions_right(second, bundle, batch_size=batch_size),
         panels,
     )
+    if not picked:  # the models agree on every image: nothing to draw
+        return Comparison(reports)
     images = [bundle.eval.table[i]["image"] for i in picked]
     labels = [_true_class(bundle, i) for i in picked]
     drawn = explain(

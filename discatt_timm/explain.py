@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
+from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset
 from torch import Tensor, nn
 
 from .attention import attention_maps, create_attention
-from .data import convert_image
+from .data import convert_image, model_data_config
 from .errors import ExplainError, close_matches
 from .layers import resolve_layer, unwrap_model
 from .viz import TILE, Panel, PanelRow
@@ -86,7 +86,7 @@ def model_transform(
     ``input_size`` overrides the side of the (square) input; the resize/crop ratio stays the
     model's ``crop_pct``.
     """
-    config = resolve_data_config(model=unwrap_model(model))
+    config = model_data_config(model)  # the input channels of the model's first convolution
     if input_size is not None:
         if input_size < 8:
             raise ExplainError(f"input size must be at least 8 pixels, got {input_size}")

@@ -134,6 +134,35 @@ def test_bad_input_is_one_line(folder, model_dirs, capsys, extra, message):
     assert err.startswith("discatt compare: error: ") and message in err and "\n" not in err
 
 
+def test_models_that_always_agree_give_no_panels(folder, model_dirs):
+    model = load_model(str(model_dirs[0]))
+    result = compare({"a": model, "b": model}, str(folder), panels=3, batch_size=5)
+    assert result.images == [] and result.panels == [] and set(result.reports) == {"a", "b"}
+
+
 def test_one_model_is_refused(folder, model_dirs, capsys):
     assert main(["compare", "--data", str(folder), "--model", str(model_dirs[0])]) == 2
     assert "compare needs two or more --model, got 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["fashion_mnist_clutter", "fashion_mnist_multi"])
+def test_boxed_and_multilabel_data_get_localisation_rows(tmp_path, monkeypatch, source):
+    """Data with boxes: the localisation rows appear; multi-label: mAP instead of top-1, and a
+    model is right on an image when its positive logits are exactly the present classes."""
+    from support import make_fashion_idx
+
+    idx = make_fashion_idx(tmp_path / "fm", train=8, test=12)
+    monkeypatch.setattr("discatt_timm.data.fashion_mnist.FASHION_MNIST_DIR", str(idx))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    models = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models[f"m{seed}"] = timm.create_model("cifar_resnet20", num_classes=10, in_chans=1).eval()
+    result = compare(models, source, panels=12, batch_size=6)
+    text = format_comparison(result)
+    assert "pointing game, last" in text and "energy in box, inner" in text
+    assert ("mAP" in text) == (source == "fashion_mnist_multi")
+    assert ("top-1" in text) == (source == "fashion_mnist_clutter")
+    for title, model in models.items():
+        assert result.reports[title] == measure(model, source, batch_size=6)
+    assert len(result.panels) == len(result.images) <= 12

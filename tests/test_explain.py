@@ -209,6 +209,18 @@ def test_grayscale_is_converted_and_said_once(capsys, files, tmp_path):
         explain(_random_model("cifar_resnet20", 10), files["gray"], topk=1)
 
 
+def test_one_channel_model_without_its_own_config_reads_gray(files):
+    """A model built with ``in_chans=1`` keeps timm's 3-channel pretrained config: explain
+    reads the image as one channel (the stem's), with the config's mean and std averaged."""
+    torch.manual_seed(0)
+    model = timm.create_model("cifar_resnet20", num_classes=10, in_chans=1).eval()
+    with pytest.warns(ImageConversionWarning, match="RGB colour image converted to L"):
+        (panel,) = explain(model, files["rgb"], topk=2)
+    row = panel.rows[0]
+    assert row.maps.shape == (2, 32, 32)
+    assert torch.equal(row.image[0], row.image[1]) and torch.equal(row.image[0], row.image[2])
+
+
 BAD_INPUT = {
     "not an image": (["{text}"], "not an image file"),
     "missing file": (["{dir}/missing.png"], "missing.png: no such file"),

@@ -16,6 +16,7 @@ from .pipeline import (
     build_transforms,
     convert_image,
     eval_data,
+    model_data_config,
     named_data,
 )
 from .protocols import VOC_CLASSES, caltech256_split
@@ -39,6 +40,7 @@ __all__ = [
     "eval_data",
     "load_fashion_mnist",
     "load_splits",
+    "model_data_config",
     "named_data",
     "read_idx",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "build_loaders",
     "build_transforms",
     "eval_data",
+    "model_data_config",
     "named_data",
 ]
 
@@ -55,24 +56,17 @@ def build_transforms(cfg: DataConfig, model: nn.Module) -> tuple[Any, Any, dict[
     ``image_size``/``mean``/``std``/``crop_pct`` on top; for a 1-channel model the mean and
     std of a 3-channel pretrained config are averaged.
     """
-    from timm.data import create_transform, resolve_data_config
+    from timm.data import create_transform
     from torchvision import transforms as T
 
-    in_chans = _in_chans(model)
     args: dict[str, Any] = {}
     if cfg.image_size:
-        args["input_size"] = (in_chans, cfg.image_size, cfg.image_size)
+        args["input_size"] = (_in_chans(model), cfg.image_size, cfg.image_size)
     for key in ("mean", "std", "crop_pct"):
         if getattr(cfg, key) is not None:
             args[key] = getattr(cfg, key)
-    data_config = resolve_data_config(args, model=model)
-    for key in ("mean", "std"):
-        values = tuple(float(v) for v in data_config[key])
-        if len(values) != in_chans:
-            values = (sum(values) / len(values),) * in_chans
-        data_config[key] = values
+    data_config = model_data_config(model, args)
     size = data_config["input_size"][-2:]
-    data_config["input_size"] = (in_chans, *size)
     common = dict(
         input_size=data_config["input_size"],
         interpolation=data_config["interpolation"],
@@ -103,6 +97,24 @@ def build_transforms(cfg: DataConfig, model: nn.Module) -> tuple[Any, Any, dict[
     else:
         train_tf = eval_tf
     return train_tf, eval_tf, data_config
+
+
+def model_data_config(model: nn.Module, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """timm's ``resolve_data_config`` of ``model`` (``args`` on top) with the input channels
+    of the model's first convolution: a model built with ``in_chans=1`` keeps a 3-channel
+    pretrained config, whose mean and std are then averaged (as timm averages the stem's
+    weights for it)."""
+    from timm.data import resolve_data_config
+
+    in_chans = _in_chans(model)
+    data_config = resolve_data_config(dict(args or {}), model=unwrap_model(model))
+    for key in ("mean", "std"):
+        values = tuple(float(v) for v in data_config[key])
+        if len(values) != in_chans:
+            values = (sum(values) / len(values),) * in_chans
+        data_config[key] = values
+    data_config["input_size"] = (in_chans, *data_config["input_size"][-2:])
+    return data_config
 
 
 def _in_chans(model: nn.Module) -> int:

@@ -48,9 +48,7 @@ def _remeasure(variant: Variant, recipe_file: Path, key: str) -> tuple[float | N
     except DataError as error:
         return None, f"data not present here ({error}); {key} not re-measured"
     _, eval_loader = build_loaders(bundle, cfg.data)
-    metrics = evaluate(
-        model, eval_loader, attention=False, topk=(1,), multilabel=bundle.multilabel
-    )
+    metrics = evaluate(model, eval_loader, attention=False, topk=(1,), multilabel=bundle.multilabel)
     return metrics[key], ""
 
 
