@@ -55,11 +55,11 @@ demo: install $(FASHION_MNIST)
 	@echo "training softmax_px (log: $(DEMO)/softmax_px.log) and the baseline (below) side by side"
 	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/fashion_mnist_softmax_px.yaml \
 		--set output_dir=$(DEMO) accelerate.cpu=true > $(DEMO)/softmax_px.log 2>&1 & \
-	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/fashion_mnist_baseline.yaml \
+	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/fashion_mnist_softmax_px_baseline.yaml \
 		--set output_dir=$(DEMO) accelerate.cpu=true; \
 	status=$$?; wait $$! || { tail -n 5 $(DEMO)/softmax_px.log; exit 1; }; exit $$status
 	OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 $(BIN)/discatt compare \
-		--model $(DEMO)/fashion_mnist_baseline --model $(DEMO)/fashion_mnist_softmax_px \
+		--model $(DEMO)/fashion_mnist_softmax_px_baseline --model $(DEMO)/fashion_mnist_softmax_px \
 		--name baseline --name softmax_px --data fashion_mnist --out $(DEMO)/compare
 
 # Speed (issue 3): each script prints ratios to a baseline timed in the same run (< 5 min each).

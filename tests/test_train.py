@@ -134,8 +134,12 @@ def test_accumulation_equals_the_large_batch_over_epochs_with_pixel_maps(
     assert small.epochs_done == large.epochs_done == 2
     a, b = weights(small.model_file), weights(large.model_file)
     assert a.keys() == b.keys()
-    for key in a:  # measured max difference 2.9e-7 (reassociation of the batch sums)
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)
+    # Reassociation of the batch sums, amplified by the omega = 100 mask over 6 updates:
+    # measured max difference 2.9e-7 on an AVX-512 CPU and 7.4e-5 on an AVX2-only one (no
+    # warm-up; 2.8e-7 and 6e-8 for the other cases there). 1e-4 still fails the per-micro-batch
+    # warm-up switch this test was written for (6.4e-4).
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-4, msg=key)
     torch.manual_seed(0)
     init = timm.create_model("cifar_resnet20", num_classes=3).state_dict()
     assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-3  # trained (~0.09)
