@@ -138,6 +138,17 @@ def _interval(diffs: Sequence[float], scale: float = 100.0) -> str:
     return f"{mean * scale:+.2f} [{(mean - half) * scale:+.2f}, {(mean + half) * scale:+.2f}]"
 
 
+# Cost of a training step of each arm against the baseline's, measured interleaved on one
+# machine with the study's model and batch (cifar_resnet20 @ 32 px, batch 64; RESULTS.md
+# section 5: `step_overhead.py --threads 1 --cases cifar_resnet20 --every 4 --fraction 0.25`).
+STEP_COST = {
+    BASELINE: 1.0,
+    "softmax_px": 1.834,
+    "softmax_px_every4": 1.193,
+    "softmax_px_f0.25": 1.232,
+}
+
+
 def cheaper_section(
     records: list[dict[str, Any]], regime: str, key: str = "test_top1"
 ) -> list[str]:
@@ -160,12 +171,14 @@ def cheaper_section(
         f"Δ = test {metric} in points, arm minus baseline (or minus softmax_px, every step and "
         "the whole batch) of the same seed: mean and 95% paired-t interval; sign = seeds "
         "better than the baseline; sIoU and zero C at the last layer; minutes per run with "
-        "the dates they ran (minutes compare only on one machine: the cost per step is "
-        "measured interleaved in `benchmarks/RESULTS.md`).",
+        "the dates they ran (minutes compare only on one machine); step cost = a training "
+        "step's time against the baseline's, measured interleaved on one machine with the "
+        "study's model and batch (cifar_resnet20 @ 32 px, batch 64; `benchmarks/RESULTS.md` "
+        "section 5).",
         "",
         f"| arm | seeds | Δ {metric} vs baseline | sign | Δ vs softmax_px | sIoU last | "
-        "zero C last (%) | min per run | dates |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+        "zero C last (%) | step cost | min per run | dates |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for arm in [BASELINE, CHEAPER_REFERENCE, *cheaper]:
         arm_rows = sorted(by_arm.get(arm, []), key=lambda r: r["seed"])
@@ -178,7 +191,7 @@ def cheaper_section(
             f"{sign_count(to_base) if arm != BASELINE else '-'} | {_interval(to_full)} | "
             f"{_fmt(_mean(arm_rows, 'siou_last'))} | "
             f"{_fmt(_mean(arm_rows, 'zero_confusing_last'), 100, 1)} | "
-            f"{_fmt(_mean(arm_rows, 'wall_s'), 1 / 60, 1)} | "
+            f"{STEP_COST[arm]:.2f}x | {_fmt(_mean(arm_rows, 'wall_s'), 1 / 60, 1)} | "
             f"{', '.join(sorted({r['date'] for r in arm_rows}))} |"
         )
     lines.append("")

@@ -3,6 +3,9 @@ plain cross-entropy steps. Trainer-level cycles (accumulation, resume): tests/te
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -108,3 +111,18 @@ def test_margin_subset_leaves_running_statistics_as_one_forward_does():
 def test_fraction_and_select_are_checked(options):
     with pytest.raises(ValueError, match="batch_fraction must be|select must be one of"):
         AttentionLossConfig(**options)
+
+
+def test_the_benchmarks_split_step_is_a_plain_cross_entropy_step():
+    """step_overhead's ``split_f`` row (the floor of ``random_f``) must time a plain step."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_overhead.py"
+    spec = importlib.util.spec_from_file_location("step_overhead", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = _model()  # eval mode: a split forward equals the whole one
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
+    split = bench.split_cross_entropy(model, x, y, 2)
+    whole = F.cross_entropy(model(x), y)
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
+    for a, b in zip(_grad(model, split), _grad(model, whole), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

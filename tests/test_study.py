@@ -155,7 +155,7 @@ def test_cheaper_section_pairs_each_arm_with_the_baseline_and_softmax_px():
     assert cells[3] == "2/3 seeds better"
     # vs softmax_px: +1, -1, -1 points: mean -0.333, sd 1.155 -> half 2.868
     assert cells[4] == "-0.33 [-3.20, +2.54]"
-    assert cells[7:] == ["1.0", "d2"]
+    assert cells[7:] == [f"{study_report.STEP_COST['softmax_px_every4']:.2f}x", "1.0", "d2"]
     assert study_report.cheaper_section(records, "long") == []
     no_cheap = [r for r in records if r["arm"] != "softmax_px_every4"]
     assert study_report.cheaper_section(no_cheap, "short") == []
