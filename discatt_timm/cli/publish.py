@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import PublishError
 from ..hub import publish
 
 __all__ = ["add_arguments", "run"]
@@ -23,6 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the weights' licence on the card (default: the base weights' licence when "
         "fine-tuned, else apache-2.0)",
     )
+    study = parser.add_argument_group(
+        "spread over a study's seeds",
+        "a study's JSON-lines results (one record per run with regime, arm, seed, metrics): "
+        "the card gets each metric's mean ± sd of --arm and --baseline-arm over the seeds",
+    )
+    study.add_argument("--seeds", metavar="FILE.jsonl", help="the study's results file")
+    study.add_argument("--regime", help="the study regime of this model (needed with --seeds)")
+    study.add_argument("--arm", help="the study arm of this model (needed with --seeds)")
+    study.add_argument(
+        "--baseline-arm", help="the study arm of its cross-entropy baseline (default: baseline)"
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -32,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print where the run went (URL or folder); a ``PublishError`` is the CLI's one line."""
+    _check_study_flags(args)
     where = publish(
         args.run_dir,
         repo_id=args.repo_id,
@@ -41,6 +54,24 @@ def run(args: argparse.Namespace) -> int:
         baseline_dir=args.baseline,
         overwrite=args.overwrite,
         license=args.license,
+        seeds=args.seeds,
+        regime=args.regime,
+        arm=args.arm,
+        baseline_arm=args.baseline_arm or "baseline",
     )
     print(where)
     return 0
+
+
+def _check_study_flags(args: argparse.Namespace) -> None:
+    """``--regime`` and ``--arm`` come with ``--seeds``, and only with it (before any work)."""
+    given = [flag for flag in ("regime", "arm", "baseline_arm") if getattr(args, flag)]
+    if args.seeds is None and given:
+        flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in given)
+        raise PublishError(f"{flags} without --seeds: give the study's file, --seeds FILE.jsonl")
+    missing = [f"--{flag}" for flag in ("regime", "arm") if args.seeds and not getattr(args, flag)]
+    if missing:
+        raise PublishError(
+            f"--seeds {args.seeds} needs {' and '.join(missing)} (the study regime and arm of "
+            "this model, e.g. --regime clutter --arm paper_px)"
+        )
