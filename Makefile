@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU-capable PyTorch build these machines keep on disk; a user may install any torch >= 2.1.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint format bench study study-v1 study-v2 clean demo check-install
+.PHONY: install test lint format bench study study-v1 study-v2 clean demo check-install zoo-clutter
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,29 @@ study-v1: install $(FASHION_MNIST)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/study_fashion_mnist.py \
 		--regimes long --arms detached
 	$(BIN)/python benchmarks/study_report.py
+
+# Zoo entries (issue 16), for maintainers: the clutter pair is study v2's seed-1 run of
+# softmax_px and of the baseline (tests/test_study.py checks the recipes), evaluated once on all
+# 10,000 test canvases, published into the package with both panels and the spread over the
+# study's seeds; `discatt hub check` then re-measures them. Replaces the shipped folders.
+ZOO := discatt_timm/zoo
+ZOO_RUNS := runs/zoo
+CLUTTER := $(ZOO_RUNS)/fashion_mnist_clutter_softmax_px
+zoo-clutter: install $(FASHION_MNIST)
+	rm -rf $(CLUTTER) $(CLUTTER)_baseline && mkdir -p $(ZOO_RUNS)
+	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/fashion_mnist_clutter_softmax_px.yaml \
+		--set output_dir=$(ZOO_RUNS) accelerate.cpu=true > $(ZOO_RUNS).softmax_px.log 2>&1 & \
+	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/fashion_mnist_clutter_softmax_px_baseline.yaml \
+		--set output_dir=$(ZOO_RUNS) accelerate.cpu=true; \
+	status=$$?; wait $$! || { tail -n 5 $(ZOO_RUNS).softmax_px.log; exit 1; }; exit $$status
+	$(BIN)/discatt publish $(CLUTTER)_baseline --overwrite \
+		--local-dir $(ZOO)/cifar_resnet20.ce_fashion_mnist_clutter \
+		--load-name cifar_resnet20.ce_fashion_mnist_clutter
+	$(BIN)/discatt publish $(CLUTTER) --overwrite --baseline $(CLUTTER)_baseline \
+		--local-dir $(ZOO)/cifar_resnet20.discatt_fashion_mnist_clutter \
+		--load-name cifar_resnet20.discatt_fashion_mnist_clutter \
+		--seeds benchmarks/study/results_v2.jsonl --regime clutter --arm softmax_px
+	$(BIN)/discatt hub check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

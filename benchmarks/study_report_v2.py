@@ -8,10 +8,10 @@
 the title is computed here from the records: per regime (``study_fashion_mnist.REGIMES``: clutter,
 multi, transfer, full) and arm the mean and sample standard deviation over seeds, the paired
 per-seed differences to the baseline with a 95% paired-t interval and a sign count, the map
-metrics, the cost per run, the baseline's last evaluation epochs, for clutter the convergence
-probes (20 / 40 / 80 epochs), and what is still missing from the plan (3 seeds per arm, 5 for
-the baseline and the best arm). The study is still running: a regime or arm without runs is
-reported as missing, never an error.
+metrics, the cost per run, the baseline's last evaluation epochs, for clutter and multi the
+convergence probes (20 / 40 / 80 epochs), and what is still missing from the plan (3 seeds per
+arm, 5 for the baseline and the best arm). The study is still running: a regime or arm without
+runs is reported as missing, never an error.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ CONVERGENCE = (
     STUDY / "results_v2_clutter20.jsonl",
     STUDY / "probe_clutter_epochs.jsonl",
     STUDY / "probe_clutter_epochs80.jsonl",
+    STUDY / "probe_multi_epochs20.jsonl",
+    STUDY / "probe_multi_epochs40.jsonl",
+    STUDY / "probe_multi_epochs80.jsonl",
 )
 REPORT = HERE / "STUDY_V2.md"
 sys.path.insert(0, str(HERE))
@@ -52,7 +55,6 @@ from study_report import read_results as _read_results  # noqa: E402
 V2_REGIMES = ("clutter", "multi", "transfer", "full")
 PLANNED_SEEDS = len(SEEDS)  # every arm
 PLANNED_SEEDS_TOP = 5  # the baseline and the best arm by mean paired difference
-CONVERGENCE_REGIME = "clutter"
 LAST_EVALS = 5
 
 
@@ -224,8 +226,7 @@ def regime_section(
         cells = [f"{values[s] * 100:.2f}" if values.get(s) is not None else "-" for s in seeds]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", *last_evals(by_arm.get(BASELINE, []), label)]
-    if regime == CONVERGENCE_REGIME and convergence:
-        lines += convergence_table(convergence)
+    lines += convergence_table(regime, convergence)
     lines += [missing(regime, by_arm, best), ""]
     return lines
 
@@ -252,39 +253,38 @@ def last_evals(base: Sequence[dict[str, Any]], label: str) -> list[str]:
     return lines + [""]
 
 
-def convergence_table(records: Sequence[dict[str, Any]]) -> list[str]:
-    """Seed-1 clutter baseline at each epoch budget of the probes and the 20-epoch runs."""
+def convergence_table(regime: str, records: Sequence[dict[str, Any]]) -> list[str]:
+    """The seed-1 baseline of ``regime`` at each epoch budget of its probes (no lines when
+    it has none)."""
     runs = sorted(
-        (
-            r
-            for r in records
-            if r["regime"] == CONVERGENCE_REGIME and r["arm"] == BASELINE and r["seed"] == 1
-        ),
+        (r for r in records if r["regime"] == regime and r["arm"] == BASELINE and r["seed"] == 1),
         key=lambda r: r["epochs"],
     )
     if not runs:
         return []
+    metric = "mAP" if "test_mAP" in runs[0] else "top1"
+    label = "mAP" if metric == "mAP" else "top-1"
     lines = [
-        f"Convergence of the seed-1 baseline (`{CONVERGENCE_REGIME}`; the probes and the "
-        "earlier 20-epoch runs, each a full run scored on the whole test set; top-1 in %):",
+        f"Convergence of the seed-1 baseline (`{regime}`; the probes, each a full run scored "
+        f"on the whole test set; {label} in %):",
         "",
-        "| epochs | file | test top-1 | train top-1 | last evaluations | min per run |",
+        f"| epochs | file | test {label} | train {label} | last evaluations | min per run |",
         "| ---: | --- | ---: | ---: | --- | ---: |",
     ]
     for r in runs:
         tail = ", ".join(f"{v * 100:.2f}" for _, v in (r.get("eval_curve") or [])[-LAST_EVALS:])
         lines.append(
-            f"| {r['epochs']} | `{r['_source']}` | {_fmt(r.get('test_top1'), 100, 2)} | "
-            f"{_fmt(r.get('train_top1'), 100, 2)} | {tail or '-'} | "
+            f"| {r['epochs']} | `{r['_source']}` | {_fmt(r.get(f'test_{metric}'), 100, 2)} | "
+            f"{_fmt(r.get(f'train_{metric}'), 100, 2)} | {tail or '-'} | "
             f"{_fmt(r.get('wall_s'), 1 / 60, 1)} |"
         )
     steps = [
-        f"{(b['test_top1'] - a['test_top1']) * 100:+.2f} points from {a['epochs']} to "
-        f"{b['epochs']} epochs"
+        f"{(b[f'test_{metric}'] - a[f'test_{metric}']) * 100:+.2f} points from {a['epochs']} "
+        f"to {b['epochs']} epochs"
         for a, b in zip(runs, runs[1:], strict=False)
     ]
     if steps:
-        lines += ["", f"Test top-1 changes by {'; '.join(steps)}."]
+        lines += ["", f"Test {label} changes by {'; '.join(steps)}."]
     return lines + [""]
 
 
@@ -335,6 +335,10 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "python benchmarks/study_fashion_mnist.py --regimes clutter --seeds 1 "
         "--set schedule.epochs=20 --runs-dir runs/clutter20 "
         "--out benchmarks/study/results_v2_clutter20.jsonl",
+        "# the multi probes (seed-1 baseline at 20, 40 and 80 epochs; 80 is the regime's):",
+        "python benchmarks/study_fashion_mnist.py --regimes multi --arms baseline --seeds 1 "
+        "--set schedule.epochs=E --runs-dir runs/probe_multiE "
+        "--out benchmarks/study/probe_multi_epochsE.jsonl",
         "# this report (--check: exit 1 when STUDY_V2.md is stale):",
         "python benchmarks/study_report_v2.py [--check]",
         "```",
@@ -408,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         nargs="*",
         default=list(CONVERGENCE),
-        help="the clutter probes and the 20-epoch runs (default: the three study files)",
+        help="the convergence probes (default: the clutter and multi probe files)",
     )
     parser.add_argument("--out", type=Path, default=REPORT)
     parser.add_argument("--check", action="store_true", help="compare with --out, write nothing")

@@ -124,6 +124,7 @@ def publish(
     regime: str | None = None,
     arm: str | None = None,
     baseline_arm: str = "baseline",
+    load_name: str | None = None,
 ) -> str:
     """Build the repository content and upload it (``repo_id``) or keep it (``local_dir``).
 
@@ -131,7 +132,9 @@ def publish(
     ``HF_TOKEN`` or a saved login) it raises ``PublishError`` before doing any work. A
     ``local_dir`` must be new or empty (its files are never replaced unless ``overwrite``).
     ``baseline_dir``, ``license`` and the study's ``seeds`` (with ``regime``, ``arm`` and
-    ``baseline_arm``) go to the card (``build_model_card``).
+    ``baseline_arm``) go to the card (``build_model_card``), as does ``load_name``: what the
+    card's usage passes to ``timm.create_model`` (default ``hf-hub:REPO_ID`` or
+    ``local-dir:LOCAL_DIR``; a zoo entry's timm tag, e.g. ``cifar_resnet20.discatt_X``).
     """
     if (repo_id is None) == (local_dir is None):
         raise PublishError("give exactly one of repo_id (upload) or local_dir (folder only)")
@@ -152,6 +155,7 @@ def publish(
         "regime": regime,
         "arm": arm,
         "baseline_arm": baseline_arm,
+        "load_name": load_name,
     }
     if local_dir is not None:
         _check_local_dir(Path(local_dir), Path(run_dir), overwrite)

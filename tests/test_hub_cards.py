@@ -258,3 +258,12 @@ def test_cli_publishes_the_spread_against_another_baseline_arm(runs, tmp_path, c
     assert "| metric | better | `sup` | `ce` | difference | better in |" in text
     assert "| " + " | ".join(EXPECTED_ROWS[0]) + " |" in text
     assert (out / hub.BASELINE_PANEL).is_file()
+
+
+def test_cli_load_name_is_the_name_the_card_loads(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    name = "cifar_resnet20.discatt_fashion_mnist_clutter"
+    assert main(["publish", str(runs["model"]), "--local-dir", str(out), "--load-name", name]) == 0
+    text = (out / "README.md").read_text()
+    assert f'timm.create_model("{name}", pretrained=True)' in text
+    assert "local-dir:" not in text

@@ -109,15 +109,20 @@ def test_committed_report_is_reproduced_from_the_committed_results(capsys):
 
 
 @pytest.mark.parametrize(
-    ("recipe", "arm"),
-    [("fashion_mnist_softmax_px", "softmax_px"), ("fashion_mnist_softmax_px_baseline", "baseline")],
+    ("recipe", "regime", "arm"),
+    [
+        ("fashion_mnist_softmax_px", "short", "softmax_px"),
+        ("fashion_mnist_softmax_px_baseline", "short", "baseline"),
+        ("fashion_mnist_clutter_softmax_px", "clutter", "softmax_px"),
+        ("fashion_mnist_clutter_softmax_px_baseline", "clutter", "baseline"),
+    ],
 )
-def test_the_named_recipe_trains_exactly_what_the_study_measured(tmp_path, recipe, arm):
-    """``make demo``'s pair is the study's seed-1 run of each arm (only evaluation and
-    bookkeeping differ: they do not change the weights)."""
+def test_the_named_recipe_trains_exactly_what_the_study_measured(tmp_path, recipe, regime, arm):
+    """``make demo``'s pair and the clutter zoo pair are the study's seed-1 run of each arm
+    (only evaluation and bookkeeping differ: they do not change the weights)."""
     from discatt_timm.recipes import load_recipe, recipe_diff
 
-    measured = study.run_config("short", arm, 1, [], tmp_path)
+    measured = study.run_config(regime, arm, 1, [], tmp_path)
     named = load_recipe(recipe)
     differ = set(recipe_diff(measured, named))
     bookkeeping = {"name", "description", "output_dir", "data.max_eval_samples"}

@@ -168,3 +168,23 @@ def test_check_detects_a_stale_file(tmp_path, capsys):
         file.write(json.dumps(record("clutter", "paper_px", 1, 0.82)) + "\n")
     assert report.main([*args, "--check"]) == 1
     assert "differs from" in capsys.readouterr().out
+
+
+def test_each_regime_shows_its_own_probes_in_its_metric(tmp_path):
+    clutter = write(tmp_path / "c40.jsonl", [record("clutter", "baseline", 1, 0.852)])
+    multi = [
+        write(
+            tmp_path / f"m{e}.jsonl", [record("multi", "baseline", 1, v, epochs=e, multilabel=True)]
+        )
+        for e, v in ((40, 0.919), (80, 0.931))
+    ]
+    sources = [clutter, *multi]
+    rows = [
+        record("clutter", "baseline", 1, 0.852),
+        record("multi", "baseline", 1, 0.931, epochs=80, multilabel=True),
+    ]
+    text = report.render(rows, report.read_convergence(sources), sources=sources)
+    clutter_part, multi_part = text.split("## Regime `clutter`")[1].split("## Regime `multi`")
+    assert "`m40.jsonl`" not in clutter_part and "`c40.jsonl`" not in multi_part
+    assert "| 40 | `m40.jsonl` | 91.90 | 96.90 |" in multi_part
+    assert "Test mAP changes by +1.20 points from 40 to 80 epochs." in multi_part

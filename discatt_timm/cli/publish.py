@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the weights' licence on the card (default: the base weights' licence when "
         "fine-tuned, else apache-2.0)",
     )
+    parser.add_argument(
+        "--load-name",
+        help="what the card's usage passes to timm.create_model (default hf-hub:REPO_ID or "
+        "local-dir:LOCAL_DIR), e.g. a zoo entry's tag cifar_resnet20.discatt_fashion_mnist_clutter",
+    )
     study = parser.add_argument_group(
         "spread over a study's seeds",
         "a study's JSON-lines results (one record per run with regime, arm, seed, metrics): "
@@ -58,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         regime=args.regime,
         arm=args.arm,
         baseline_arm=args.baseline_arm or "baseline",
+        load_name=args.load_name,
     )
     print(where)
     return 0
