@@ -213,6 +213,7 @@ def regime_section(
                 f"{_pair(r, 'zero_confusing', 100, 1)} | {_pair(r, 'pointing', 100, 1)} | "
                 f"{_pair(r, 'energy')} | {_fmt(_mean(r, 'confusing_energy_last'))} |"
             )
+    lines += localisation_diffs(by_arm, arms)
     seeds = sorted({r["seed"] for r in rows})
     lines += [
         "",
@@ -228,6 +229,41 @@ def regime_section(
     lines += ["", *last_evals(by_arm.get(BASELINE, []), label)]
     lines += convergence_table(regime, convergence)
     lines += [missing(regime, by_arm, best), ""]
+    return lines
+
+
+LOCALISATION_DIFFS = (  # key, column, scale
+    ("pointing_last", "Δ pointing last (points)", 100.0),
+    ("energy_last", "Δ energy last (x 100)", 100.0),
+    ("confusing_energy_last", "Δ C energy last (x 100)", 100.0),
+)
+
+
+def localisation_diffs(by_arm: dict[str, list[dict[str, Any]]], arms: Sequence[str]) -> list[str]:
+    """Paired per-seed differences of the last layer's localisation metrics to the baseline
+    (mean and 95% paired-t interval): does the supervision move the target's map onto the
+    object? No lines for data without boxes."""
+    base = by_arm.get(BASELINE, [])
+    if not any(r.get("pointing_last") is not None for r in base):
+        return []
+    lines = [
+        "",
+        "Localisation against the baseline of the same seed (last layer; mean and 95% paired-t "
+        "interval; higher pointing and energy = the target's map more on the object, lower C "
+        "energy = the confusing class's map more off it):",
+        "",
+        "| arm | " + " | ".join(column for _, column, _ in LOCALISATION_DIFFS) + " |",
+        "| --- |" + " ---: |" * len(LOCALISATION_DIFFS),
+    ]
+    for arm in arms:
+        if arm == BASELINE:
+            continue
+        rows = [r for r in by_arm[arm] if r.get("pointing_last") is not None]
+        cells = [
+            _interval(paired_differences(rows, base, key), scale)
+            for key, _, scale in LOCALISATION_DIFFS
+        ]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -188,3 +188,22 @@ def test_each_regime_shows_its_own_probes_in_its_metric(tmp_path):
     assert "`m40.jsonl`" not in clutter_part and "`c40.jsonl`" not in multi_part
     assert "| 40 | `m40.jsonl` | 91.90 | 96.90 |" in multi_part
     assert "Test mAP changes by +1.20 points from 40 to 80 epochs." in multi_part
+
+
+def test_localisation_is_paired_against_the_baseline_of_each_seed():
+    base = [
+        record("clutter", "baseline", s, 0.85, pointing_last=p)
+        for s, p in ((1, 0.98), (2, 0.97), (3, 0.99))
+    ]
+    arm = [
+        record("clutter", "softmax_px", s, 0.85, pointing_last=p)
+        for s, p in ((1, 0.88), (2, 0.89), (3, 0.87))
+    ]
+    text = report.render(base + arm)
+    # pointing: -10, -8, -12 points: mean -10, sd 2, t(2) = 4.3027 -> half 4.968
+    assert (
+        "| softmax_px | -10.00 [-14.97, -5.03] | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] |"
+        in text
+    )
+    no_boxes = [{**r, "pointing_last": None} for r in base + arm]
+    assert "Localisation against the baseline" not in report.render(no_boxes)
