@@ -11,11 +11,14 @@ Command (``discatt_timm.cli.compare``)::
     discatt compare --model runs/demo_baseline --model runs/demo --data fashion_mnist
 
 Each model is measured by ``evaluation.measure`` on the same split (the same images and the
-same kind of maps), so the columns compare. The panels show the first ``panels`` images that
-exactly one of the first two models gets right (single label: its top-1 is the label;
-multi-label: its positive logits are exactly the present classes), each with both models' top-k
-maps at the inner and the last layer (``explain``). ``make demo`` prints and draws its pair
-with it; the study's panels are picked the same way.
+same kind of maps), so the columns compare. The panels show the first ``panels`` images on
+which the first two models differ, each with both models' top-k maps at the inner and the last
+layer (``explain``). ``pick="right"`` (the default): exactly one of them gets the image right
+(single label: its top-1 is the label; multi-label: its positive logits are exactly the present
+classes); ``pick="pointing"``, for data with boxes: exactly one of them points into the box
+(the last layer's map of the true class peaks inside it; multi-label: every present class's
+map inside its own box), where the two models' maps differ most visibly. ``make demo`` prints
+and draws its pair with it; the study's panels are picked the same way.
 """
 
 from __future__ import annotations
@@ -33,9 +36,20 @@ from .data.pipeline import DataBundle
 from .errors import ExplainError
 from .evaluation import measure
 from .explain import explain
+from .localisation import localisation_terms
 from .viz import Panel
 
-__all__ = ["Comparison", "compare", "disagreements", "format_comparison", "predictions_right"]
+__all__ = [
+    "PICKS",
+    "Comparison",
+    "compare",
+    "disagreements",
+    "format_comparison",
+    "pointing_hits",
+    "predictions_right",
+]
+
+PICKS = ("right", "pointing")  # what the drawn images differ in (see the module docstring)
 
 # (report key, row label, format) in print order; a row is shown when any model has its key.
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -85,6 +99,32 @@ def predictions_right(model: nn.Module, bundle: DataBundle, *, batch_size: int =
     return torch.cat(right)
 
 
+def pointing_hits(
+    model: nn.Module, bundle: DataBundle, *, method: str = "pixel", batch_size: int = 64
+) -> Tensor:
+    """``N`` booleans: whether ``model``'s last-layer map of each evaluation image's true
+    class peaks inside that class's box (multi-label: every present class with a box; an image
+    without any box is a miss). ``bundle`` must carry boxes (a ``boxes`` column)."""
+    if not bundle.eval.boxes:
+        raise ExplainError("pick 'pointing' needs data with boxes; use pick 'right' here")
+    loader = torch.utils.data.DataLoader(bundle.eval, batch_size=batch_size, shuffle=False)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hits = []
+    try:
+        for x, y, boxes in loader:
+            x, y, boxes = x.to(device), y.to(device), boxes.to(device)
+            confusing = torch.zeros(len(x), dtype=torch.long, device=device)  # unused here
+            pointing = localisation_terms(model, x, y, confusing, boxes, method=method)
+            scored = pointing["pointing_last"].detach()
+            known = ~torch.isnan(scored)
+            hits.append(((scored == 1) | ~known).all(dim=1).logical_and(known.any(dim=1)).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(hits)
+
+
 def disagreements(right_a: Tensor, right_b: Tensor, count: int) -> list[int]:
     """The first ``count`` indices where exactly one of two models is right."""
     return torch.nonzero(right_a != right_b).flatten()[:count].tolist()
@@ -109,6 +149,7 @@ def compare(
     panels: int = 3,
     topk: int = 3,
     out_dir: str | Path | None = None,
+    pick: str = "right",
 ) -> Comparison:
     """Measure every model on one split of ``data`` and draw where the first two disagree.
 
@@ -119,11 +160,15 @@ def compare(
         panels: how many disagreeing images to draw (0: none).
         topk: classes per panel row.
         out_dir: where the panels are written (``test<index>_<class>_explain.png``).
+        pick: what the drawn images differ in: ``right`` (the prediction) or ``pointing``
+            (whether the map points into the box; data with boxes).
     """
     if len(models) < 2:
         raise ExplainError(f"compare needs two or more models, got {len(models)}")
     if panels < 0:
         raise ExplainError(f"panels must be >= 0, got {panels}")
+    if pick not in PICKS:
+        raise ExplainError(f"pick must be one of {', '.join(PICKS)}, got {pick!r}")
     config = named_data(data, split=split, max_samples=max_samples)
     reports = {
         title: measure(
@@ -135,11 +180,13 @@ def compare(
         return Comparison(reports)
     first, second = list(models.values())[:2]
     bundle = eval_data(config, first)
-    picked = disagreements(
-        predictions_right(first, bundle, batch_size=batch_size),
-        predictions_right(second, bundle, batch_size=batch_size),
-        panels,
-    )
+    if pick == "pointing":
+        scores = [
+            pointing_hits(m, bundle, method=method, batch_size=batch_size) for m in (first, second)
+        ]
+    else:
+        scores = [predictions_right(m, bundle, batch_size=batch_size) for m in (first, second)]
+    picked = disagreements(*scores, panels)
     if not picked:  # the models agree on every image: nothing to draw
         return Comparison(reports)
     images = [bundle.eval.table[i]["image"] for i in picked]

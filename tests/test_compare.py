@@ -166,3 +166,62 @@ def test_boxed_and_multilabel_data_get_localisation_rows(tmp_path, monkeypatch, 
     for title, model in models.items():
         assert result.reports[title] == measure(model, source, batch_size=6)
     assert len(result.panels) == len(result.images) <= 12
+
+
+def _pointing_per_image(model, bundle):
+    """Oracle: one image at a time, each present class's last-layer map peaks in its box."""
+    from discatt_timm.attention import attention_maps, resize_maps
+    from discatt_timm.layers import resolve_layers
+    from discatt_timm.localisation import pointing_game
+
+    last = resolve_layers(model).last
+    hits = []
+    for index in range(len(bundle.eval)):
+        x, y, boxes = bundle.eval[index]
+        y = torch.as_tensor(y)
+        present = (y > 0.5).nonzero().flatten() if y.ndim else y.view(1).long()
+        ok = []
+        for c in present.tolist():
+            maps = attention_maps(model, x[None], torch.tensor([[c]]), method="pixel", layer=last)
+            maps = resize_maps(maps, tuple(x.shape[-2:]))[:, 0]
+            ok.append(bool(pointing_game(maps, boxes[c][None])[0]))
+        hits.append(bool(ok) and all(ok))
+    return torch.tensor(hits)
+
+
+@pytest.mark.parametrize("source", ["fashion_mnist_clutter", "fashion_mnist_multi"])
+def test_pick_pointing_draws_where_exactly_one_map_points_into_the_box(
+    tmp_path, monkeypatch, source
+):
+    from support import make_fashion_idx
+
+    from discatt_timm.compare import pointing_hits
+    from discatt_timm.data import eval_data, named_data
+
+    idx = make_fashion_idx(tmp_path / "fm", train=8, test=12)
+    monkeypatch.setattr("discatt_timm.data.fashion_mnist.FASHION_MNIST_DIR", str(idx))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    models = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models[f"m{seed}"] = timm.create_model("cifar_resnet20", num_classes=10, in_chans=1).eval()
+    bundle = eval_data(named_data(source), models["m0"])
+    hits = [pointing_hits(m, bundle, batch_size=5) for m in models.values()]
+    for got, model in zip(hits, models.values(), strict=True):
+        assert torch.equal(got, _pointing_per_image(model, bundle))
+    result = compare(models, source, panels=12, batch_size=5, pick="pointing")
+    assert result.images == disagreements(*hits, 12)
+    assert len(result.panels) == len(result.images)
+    if source == "fashion_mnist_clutter":  # two random inits point differently on some canvases
+        assert len(result.images) > 0
+
+
+def test_pick_pointing_needs_boxes_and_pick_is_checked(folder, model_dirs, capsys):
+    argv = ["compare", "--data", str(folder), "--model", str(model_dirs[0])]
+    argv += ["--model", str(model_dirs[1]), "--pick", "pointing"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pick 'pointing' needs data with boxes" in err and "\n" not in err
+    model = load_model(str(model_dirs[0]))
+    with pytest.raises(ValueError, match="pick must be one of right, pointing, got 'best'"):
+        compare({"a": model, "b": model}, str(folder), pick="best")

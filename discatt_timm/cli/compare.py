@@ -3,8 +3,8 @@
 ``discatt compare --model A --model B --data D`` loads each model as ``discatt metrics`` does,
 measures them on the same split (``compare.compare``: ``evaluation.measure`` per model), prints
 one row per metric with a column per model, and draws the first ``--panels`` images that
-exactly one of the first two models gets right, with both models' maps at the inner and the
-last layer.
+exactly one of the first two models gets right (``--pick pointing``: points into the box), with
+both models' maps at the inner and the last layer.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..compare import compare, format_comparison
+from ..compare import PICKS, compare, format_comparison
 from ..data import named_data
 from ..errors import ExplainError
 from ..loading import load_model
@@ -52,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--panels", type=int, default=3, metavar="N", help="images to draw (default 3; 0: none)"
     )
     parser.add_argument("--topk", type=int, default=3, help="classes per panel row (default 3)")
+    parser.add_argument(
+        "--pick",
+        choices=PICKS,
+        default="right",
+        help="draw images where exactly one of the first two models is right (default) or, "
+        "for data with boxes, points into the box (its last map's peak)",
+    )
     parser.add_argument("--out", default="compare", metavar="DIR", help="default ./compare")
     parser.add_argument("--json", metavar="FILE", help="also write every report as JSON")
     parser.add_argument("--device", default=None, help="default cuda if available, else cpu")
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         panels=args.panels,
         topk=args.topk,
         out_dir=args.out,
+        pick=args.pick,
     )
     print(format_comparison(result))
     for panel in result.panels:
