@@ -23,7 +23,7 @@ and draws its pair with it; the study's panels are picked the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,26 +77,33 @@ class Comparison:
     panels: list[Panel] = field(default_factory=list)
 
 
-def predictions_right(model: nn.Module, bundle: DataBundle, *, batch_size: int = 64) -> Tensor:
-    """``N`` booleans: whether ``model`` gets each evaluation image of ``bundle`` right
-    (top-1 equal to the label; multi-label: positive logits exactly the present classes)."""
+def _per_image(
+    model: nn.Module, bundle: DataBundle, batch_size: int, score: Callable[..., Tensor]
+) -> Tensor:
+    """``N`` values of ``score(*batch)`` over ``bundle``'s evaluation images, in order, with
+    ``model`` in eval mode (its mode is restored) and each batch on the model's device."""
     loader = torch.utils.data.DataLoader(bundle.eval, batch_size=batch_size, shuffle=False)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    right = []
     try:
-        with torch.no_grad():
-            for batch in loader:
-                x, y = batch[0].to(device), batch[1].to(device)
-                logits = model(x)
-                if bundle.multilabel:
-                    right.append(((logits > 0) == (y > 0.5)).all(dim=1).cpu())
-                else:
-                    right.append((logits.argmax(dim=1) == y).cpu())
+        return torch.cat([score(*(t.to(device) for t in batch)).cpu() for batch in loader])
     finally:
         model.train(was_training)
-    return torch.cat(right)
+
+
+def predictions_right(model: nn.Module, bundle: DataBundle, *, batch_size: int = 64) -> Tensor:
+    """``N`` booleans: whether ``model`` gets each evaluation image of ``bundle`` right
+    (top-1 equal to the label; multi-label: positive logits exactly the present classes)."""
+
+    @torch.no_grad()
+    def right(x: Tensor, y: Tensor, *_: Tensor) -> Tensor:
+        logits = model(x)
+        if bundle.multilabel:
+            return ((logits > 0) == (y > 0.5)).all(dim=1)
+        return logits.argmax(dim=1) == y
+
+    return _per_image(model, bundle, batch_size, right)
 
 
 def pointing_hits(
@@ -107,22 +114,15 @@ def pointing_hits(
     without any box is a miss). ``bundle`` must carry boxes (a ``boxes`` column)."""
     if not bundle.eval.boxes:
         raise ExplainError("pick 'pointing' needs data with boxes; use pick 'right' here")
-    loader = torch.utils.data.DataLoader(bundle.eval, batch_size=batch_size, shuffle=False)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    hits = []
-    try:
-        for x, y, boxes in loader:
-            x, y, boxes = x.to(device), y.to(device), boxes.to(device)
-            confusing = torch.zeros(len(x), dtype=torch.long, device=device)  # unused here
-            pointing = localisation_terms(model, x, y, confusing, boxes, method=method)
-            scored = pointing["pointing_last"].detach()
-            known = ~torch.isnan(scored)
-            hits.append(((scored == 1) | ~known).all(dim=1).logical_and(known.any(dim=1)).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(hits)
+
+    def hits(x: Tensor, y: Tensor, boxes: Tensor) -> Tensor:
+        confusing = torch.zeros(len(x), dtype=torch.long, device=x.device)  # unused here
+        scored = localisation_terms(model, x, y, confusing, boxes, method=method)
+        scored = scored["pointing_last"].detach()
+        known = ~torch.isnan(scored)
+        return ((scored == 1) | ~known).all(dim=1) & known.any(dim=1)
+
+    return _per_image(model, bundle, batch_size, hits)
 
 
 def disagreements(right_a: Tensor, right_b: Tensor, count: int) -> list[int]:
