@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU-capable PyTorch build these machines keep on disk; a user may install any torch >= 2.1.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint format bench study study-v1 study-v2 clean demo check-install zoo-clutter
+.PHONY: install test lint format bench study study-v1 study-v2 clean demo check-install zoo-clutter zoo-transfer
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -103,13 +103,19 @@ study-v1: install $(FASHION_MNIST)
 ZOO := discatt_timm/zoo
 ZOO_RUNS := runs/zoo
 CLUTTER := $(ZOO_RUNS)/fashion_mnist_clutter_softmax_px
-zoo-clutter: install $(FASHION_MNIST)
-	rm -rf $(CLUTTER) $(CLUTTER)_baseline && mkdir -p $(ZOO_RUNS)
-	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/fashion_mnist_clutter_softmax_px.yaml \
-		--set output_dir=$(ZOO_RUNS) accelerate.cpu=true > $(ZOO_RUNS).softmax_px.log 2>&1 & \
-	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/fashion_mnist_clutter_softmax_px_baseline.yaml \
+# $(call train_pair,STEM): recipes/STEM.yaml and recipes/STEM_baseline.yaml side by side, one
+# thread each (the log of the first in runs/zoo/STEM.log).
+define train_pair
+	mkdir -p $(ZOO_RUNS) && rm -rf $(ZOO_RUNS)/$(1) $(ZOO_RUNS)/$(1)_baseline
+	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/$(1).yaml \
+		--set output_dir=$(ZOO_RUNS) accelerate.cpu=true > $(ZOO_RUNS)/$(1).log 2>&1 & \
+	$(DEMO_ENV) $(BIN)/discatt train --recipe recipes/$(1)_baseline.yaml \
 		--set output_dir=$(ZOO_RUNS) accelerate.cpu=true; \
-	status=$$?; wait $$! || { tail -n 5 $(ZOO_RUNS).softmax_px.log; exit 1; }; exit $$status
+	status=$$?; wait $$! || { tail -n 5 $(ZOO_RUNS)/$(1).log; exit 1; }; exit $$status
+endef
+
+zoo-clutter: install $(FASHION_MNIST)
+	$(call train_pair,fashion_mnist_clutter_softmax_px)
 	$(BIN)/discatt publish $(CLUTTER)_baseline --overwrite \
 		--local-dir $(ZOO)/cifar_resnet20.ce_fashion_mnist_clutter \
 		--load-name cifar_resnet20.ce_fashion_mnist_clutter
@@ -118,6 +124,20 @@ zoo-clutter: install $(FASHION_MNIST)
 		--load-name cifar_resnet20.discatt_fashion_mnist_clutter \
 		--seeds benchmarks/study/results_v2.jsonl --regime clutter --arm softmax_px
 	$(BIN)/discatt hub check
+
+# The fine-tuned EfficientNet-Lite0 pair (13.6 MB each: too large for the package): study v2's
+# seed-1 transfer runs, built as Hub-ready folders under dist/ (never committed). Upload with
+#   hf upload YOU/tf_efficientnet_lite0.discatt_fashion_mnist_clutter $(TRANSFER_DIST)/...
+# or publish the run itself: discatt publish $(TRANSFER) --repo-id YOU/... (README "Zoo").
+TRANSFER := $(ZOO_RUNS)/fashion_mnist_clutter_transfer_softmax_px
+TRANSFER_DIST := dist/hub
+zoo-transfer: install $(FASHION_MNIST) $(LITE0)
+	$(call train_pair,fashion_mnist_clutter_transfer_softmax_px)
+	$(BIN)/discatt publish $(TRANSFER)_baseline --overwrite \
+		--local-dir $(TRANSFER_DIST)/tf_efficientnet_lite0.ce_fashion_mnist_clutter
+	$(BIN)/discatt publish $(TRANSFER) --overwrite --baseline $(TRANSFER)_baseline \
+		--local-dir $(TRANSFER_DIST)/tf_efficientnet_lite0.discatt_fashion_mnist_clutter \
+		--seeds benchmarks/study/results_v2.jsonl --regime transfer --arm softmax_px
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

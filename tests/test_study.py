@@ -95,6 +95,16 @@ def test_warmup_arm_is_a_share_of_the_regime_epochs(tmp_path):
     assert study.run_config("short", "baseline", 1, [], tmp_path).supervised is False
 
 
+def test_full_regime_records_a_curve_and_overrides_still_win(tmp_path):
+    short = study.run_config("short", "baseline", 1, [], tmp_path)
+    full = study.run_config("full", "baseline", 1, [], tmp_path)
+    assert full.data.max_train_samples is None and full.schedule.epochs == 15
+    assert (full.eval.every_n_epochs, full.data.max_eval_samples) == (1, 2000)
+    assert short.eval.every_n_epochs == 1000  # the other regimes keep their recipe's
+    mine = study.run_config("full", "baseline", 1, ["eval.every_n_epochs=3"], tmp_path)
+    assert mine.eval.every_n_epochs == 3
+
+
 def test_verdict_needs_every_seed():
     assert study_report.verdict([0.1, 0.2, 0.3]) == "better in every seed (sign test p = 0.125)"
     assert (
@@ -115,6 +125,8 @@ def test_committed_report_is_reproduced_from_the_committed_results(capsys):
         ("fashion_mnist_softmax_px_baseline", "short", "baseline"),
         ("fashion_mnist_clutter_softmax_px", "clutter", "softmax_px"),
         ("fashion_mnist_clutter_softmax_px_baseline", "clutter", "baseline"),
+        ("fashion_mnist_clutter_transfer_softmax_px", "transfer", "softmax_px"),
+        ("fashion_mnist_clutter_transfer_softmax_px_baseline", "transfer", "baseline"),
     ],
 )
 def test_the_named_recipe_trains_exactly_what_the_study_measured(tmp_path, recipe, regime, arm):
