@@ -186,13 +186,17 @@ def _cpu_model() -> str:
 
 def _scoring_data(cfg, model, test_samples: int | None):
     """(data bundle, loader factory): the run's training subset and the test split (all of it
-    unless ``test_samples``), each with the model's eval transform (no augmentation)."""
+    unless ``test_samples``), each with the model's eval transform (no augmentation), in
+    batches of the recipe's ``eval_batch_size`` (250 for the 28-64 px regimes; at 128 px a
+    batch of 250 held about 12 GB of activations for the class gradients)."""
     from discatt_timm.data import eval_data
 
     bundle = eval_data(dataclasses.replace(cfg.data, max_eval_samples=test_samples), model)
 
     def loader(dataset):
-        return torch.utils.data.DataLoader(dataset, batch_size=250, shuffle=False)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.data.eval_batch_size, shuffle=False
+        )
 
     return bundle, loader
 

@@ -95,6 +95,22 @@ def test_warmup_arm_is_a_share_of_the_regime_epochs(tmp_path):
     assert study.run_config("short", "baseline", 1, [], tmp_path).supervised is False
 
 
+def test_scoring_batches_are_the_recipes_eval_batches(folder, tmp_path):
+    """The study scores in the recipe's ``eval_batch_size`` (the transfer regime's 128-px
+    canvases need smaller batches than 250)."""
+    import timm
+
+    settings = [f"data.path={folder}", "data.source=imagefolder", "data.eval_batch_size=5"]
+    cfg = study.run_config("short", "baseline", 1, settings, tmp_path)
+    model = timm.create_model("cifar_resnet20", num_classes=3, in_chans=1)
+    bundle, loader = study._scoring_data(cfg, model, None)
+    sizes = [
+        len(batch["label"] if isinstance(batch, dict) else batch[1])
+        for batch in loader(bundle.eval)
+    ]
+    assert sizes == [5, 5, 2]  # 12 test images
+
+
 def test_full_regime_records_a_curve_and_overrides_still_win(tmp_path):
     short = study.run_config("short", "baseline", 1, [], tmp_path)
     full = study.run_config("full", "baseline", 1, [], tmp_path)
