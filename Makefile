@@ -126,16 +126,18 @@ zoo-clutter: install $(FASHION_MNIST)
 	$(BIN)/discatt hub check
 
 # The fine-tuned EfficientNet-Lite0 pair (13.6 MB each: too large for the package): study v2's
-# seed-1 transfer runs, built as Hub-ready folders under dist/ (never committed). Upload with
+# seed-1 transfer runs, built as Hub-ready folders under dist/ (never committed; Apache-2.0 like
+# the ImageNet weights they are fine-tuned from). Upload with
 #   hf upload YOU/tf_efficientnet_lite0.discatt_fashion_mnist_clutter $(TRANSFER_DIST)/...
 # or publish the run itself: discatt publish $(TRANSFER) --repo-id YOU/... (README "Zoo").
 TRANSFER := $(ZOO_RUNS)/fashion_mnist_clutter_transfer_softmax_px
 TRANSFER_DIST := dist/hub
 zoo-transfer: install $(FASHION_MNIST) $(LITE0)
 	$(call train_pair,fashion_mnist_clutter_transfer_softmax_px)
-	$(BIN)/discatt publish $(TRANSFER)_baseline --overwrite \
+	$(BIN)/discatt publish $(TRANSFER)_baseline --overwrite --license apache-2.0 \
 		--local-dir $(TRANSFER_DIST)/tf_efficientnet_lite0.ce_fashion_mnist_clutter
-	$(BIN)/discatt publish $(TRANSFER) --overwrite --baseline $(TRANSFER)_baseline \
+	$(BIN)/discatt publish $(TRANSFER) --overwrite --license apache-2.0 \
+		--baseline $(TRANSFER)_baseline \
 		--local-dir $(TRANSFER_DIST)/tf_efficientnet_lite0.discatt_fashion_mnist_clutter \
 		--seeds benchmarks/study/results_v2.jsonl --regime transfer --arm softmax_px
 

@@ -265,3 +265,39 @@ def test_hub_check_reports_broken_entries(tmp_path, capsys):
     code = main(["hub", "check", "--manifest", str(manifest), "--repo-root", str(REPO)])
     out = capsys.readouterr().out
     assert code == 1 and "FAIL resnet18.fashion: recipe" in out and "0 passed, 3 failed" in out
+
+
+def test_fine_tuned_lite0_folder_loads_back_with_its_licence(tmp_path):
+    """``make zoo-transfer``'s path: tf_efficientnet_lite0 fine-tuned from a 1000-class
+    checkpoint with a new head, published with ``--license``, loads back through timm alone
+    with the trained logits; the card names the licence and no local file as base model."""
+    from safetensors.torch import save_file
+
+    base = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
+    save_file(base.state_dict(), tmp_path / "lite0_in1k.safetensors")
+    data = make_imagefolder(tmp_path / "data", classes=3, per_class=(4, 2), size=32)
+    recipe = tiny_recipe(
+        data,
+        tmp_path / "runs",
+        name="lite0",
+        model={
+            "name": "tf_efficientnet_lite0",
+            "checkpoint": str(tmp_path / "lite0_in1k.safetensors"),
+        },
+        data={"image_size": 32},
+        schedule={"epochs": 1, "sched": "cosine"},
+        attention={"method": "pixel", "normalize": "softmax"},
+    )
+    run_dir = train(load_recipe(write_recipe(tmp_path / "lite0.yaml", recipe))).run_dir
+    out = tmp_path / "pub"
+    assert main(["publish", str(run_dir), "--local-dir", str(out), "--license", "apache-2.0"]) == 0
+    model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), _reference_logits(run_dir, x))
+        assert model(x).shape == (2, 3)
+    card = ModelCard.load(out / "README.md")
+    assert card.data.license == "apache-2.0" and card.data.base_model is None
+    assert json.loads((out / "config.json").read_text())["discatt"]["attention"]["normalize"] == (
+        "softmax"
+    )
