@@ -125,7 +125,7 @@ zoo-clutter: install $(FASHION_MNIST)
 		--seeds benchmarks/study/results_v2.jsonl --regime clutter --arm softmax_px
 	$(BIN)/discatt hub check
 
-# The fine-tuned EfficientNet-Lite0 pair (13.6 MB each: too large for the package): study v2's
+# The fine-tuned EfficientNet-Lite0 pair (13.7 MB each: too large for the package): study v2's
 # seed-1 transfer runs, built as Hub-ready folders under dist/ (never committed; Apache-2.0 like
 # the ImageNet weights they are fine-tuned from). Upload with
 #   hf upload YOU/tf_efficientnet_lite0.discatt_fashion_mnist_clutter $(TRANSFER_DIST)/...

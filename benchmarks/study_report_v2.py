@@ -34,6 +34,8 @@ CONVERGENCE = (
     STUDY / "probe_multi_epochs20.jsonl",
     STUDY / "probe_multi_epochs40.jsonl",
     STUDY / "probe_multi_epochs80.jsonl",
+    STUDY / "probe_transfer_epochs4.jsonl",
+    STUDY / "probe_transfer_epochs12.jsonl",
 )
 REPORT = HERE / "STUDY_V2.md"
 sys.path.insert(0, str(HERE))
@@ -375,6 +377,11 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "python benchmarks/study_fashion_mnist.py --regimes multi --arms baseline --seeds 1 "
         "--set schedule.epochs=E --runs-dir runs/probe_multiE "
         "--out benchmarks/study/probe_multi_epochsE.jsonl",
+        "# the transfer probes (seed-1 baseline at 4 and 12 epochs; 12 is the regime's, its",
+        "# record reused as the regime's seed-1 baseline):",
+        "python benchmarks/study_fashion_mnist.py --regimes transfer --arms baseline --seeds 1 "
+        "--set schedule.epochs=E --runs-dir runs/probe_transferE "
+        "--out benchmarks/study/probe_transfer_epochsE.jsonl",
         "# this report (--check: exit 1 when STUDY_V2.md is stale):",
         "python benchmarks/study_report_v2.py [--check]",
         "```",
