@@ -121,6 +121,16 @@ def test_full_regime_records_a_curve_and_overrides_still_win(tmp_path):
     assert mine.eval.every_n_epochs == 3
 
 
+def test_minor_arms_run_their_regimes_seeds_unless_named():
+    plan = study.planned_runs(["multi", "clutter"], None, [1, 2, 3])
+    multi = [(a, s) for r, a, s in plan if r == "multi"]
+    assert [s for a, s in multi if a == "paper_ch"] == [1]  # multi's minor_seeds: 1
+    assert [s for a, s in multi if a == "softmax_px"] == [1, 2, 3]
+    assert [s for r, a, s in plan if r == "clutter" and a == "paper_ch"] == [1, 2, 3]
+    named = study.planned_runs(["multi"], ["paper_ch"], [2, 3])  # asked for: run
+    assert named == [("multi", "paper_ch", 2), ("multi", "paper_ch", 3)]
+
+
 def test_verdict_needs_every_seed():
     assert study_report.verdict([0.1, 0.2, 0.3]) == "better in every seed (sign test p = 0.125)"
     assert (
