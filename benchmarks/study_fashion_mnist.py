@@ -95,7 +95,7 @@ REGIMES: dict[str, dict[str, Any]] = {
     # multi: mAP 0.870 at 20 epochs, 0.919 at 40, 0.931 at 80, where the last six evaluations
     # stay within 0.9329-0.9335 and train mAP is 0.997 (benchmarks/study/probe_multi_*.jsonl).
     # multi and transfer cost 2-5x a clutter run, so their minor arms (every arm but the
-    # baseline and softmax_px, which the plan seeds 1-3 then 4-5 when it is the best arm) run
+    # baseline and softmax_px, which the plan runs at seeds 1-5) run
     # one seed: in clutter those arms moved every localisation metric the same way with tight
     # intervals (benchmarks/STUDY_V2.md), the issue's rule (shrink the minor arms' seeds, never
     # the training) and about 12 CPU-hours saved.
@@ -137,20 +137,27 @@ MAIN_V2_ARMS = ("baseline", "softmax_px")  # every seed asked for, in every v2 r
 CONFUSED_CLASSES = ("T-shirt/top", "Pullover", "Coat", "Shirt")
 
 
+def minor_seeds(regime: str) -> int:
+    """Seeds a minor arm (not in ``MAIN_V2_ARMS``) of ``regime`` runs: the regime's
+    ``minor_seeds``, else ``len(SEEDS)``; the main arms run every seed asked for."""
+    return REGIMES[regime].get("minor_seeds", len(SEEDS))
+
+
 def planned_runs(
     regimes: Sequence[str] | None, arms: Sequence[str] | None, seeds: Sequence[int]
 ) -> list[tuple[str, str, int]]:
     """(regime, arm, seed) in run order: the main comparison first, then the variants.
 
     Named ``arms`` run every seed in ``seeds``; a regime's own arm list (no ``arms``) runs a
-    minor arm (not in ``MAIN_V2_ARMS``) only at seeds up to the regime's ``minor_seeds``."""
+    minor arm only at seeds up to ``minor_seeds(regime)``, so that ``--seeds 1 2 3 4 5`` is
+    the v2 plan: 5 seeds for the main arms, 3 (or the regime's number) for the others."""
     if regimes or arms:
         return [
             (r, a, s)
             for r in regimes or REGIMES
             for a in arms or REGIME_ARMS.get(r, ARMS)
             for s in seeds
-            if arms or a in MAIN_V2_ARMS or s <= REGIMES[r].get("minor_seeds", s)
+            if arms or a in MAIN_V2_ARMS or s <= minor_seeds(r)
         ]
     runs = [(r, a, s) for r in REGIMES for a in MAIN_ARMS for s in seeds]
     return runs + [(VARIANT_REGIME, a, s) for a in VARIANT_ARMS for s in seeds]

@@ -45,7 +45,7 @@ from study_fashion_mnist import (  # noqa: E402
     MAIN_V2_ARMS,
     REGIME_ARMS,
     REGIMES,
-    SEEDS,
+    minor_seeds,
 )
 from study_report import (  # noqa: E402
     BASELINE,
@@ -62,8 +62,7 @@ from study_report import (  # noqa: E402
 from study_report import read_results as _read_results  # noqa: E402
 
 V2_REGIMES = ("clutter", "multi", "transfer", "full")
-PLANNED_SEEDS = len(SEEDS)  # the main arms; a minor arm: its regime's ``minor_seeds`` or this
-PLANNED_SEEDS_TOP = 5  # the baseline and the best arm by mean paired difference
+PLANNED_SEEDS_TOP = 5  # the main arms (baseline, softmax_px) and the best arm by mean paired Δ
 LAST_EVALS = 5
 
 
@@ -120,16 +119,13 @@ def best_arm(regime: str, diffs: dict[str, list[float]]) -> str | None:
 
 
 def planned_seeds(regime: str, best: str | None) -> dict[str, int]:
-    """Seeds planned per arm of ``regime``: 5 for the baseline and the best arm, 3 for the
-    other main arm, the regime's ``minor_seeds`` (3 unless it says) for a minor arm."""
-    minor = REGIMES[regime].get("minor_seeds", PLANNED_SEEDS)
-
-    def seeds(arm: str) -> int:
-        if arm in (BASELINE, best):
-            return PLANNED_SEEDS_TOP
-        return PLANNED_SEEDS if arm in MAIN_V2_ARMS else minor
-
-    return {arm: seeds(arm) for arm in REGIME_ARMS.get(regime, ())}
+    """Seeds planned per arm of ``regime``: 5 for the main arms (``MAIN_V2_ARMS``, what
+    ``make study-v2`` runs) and for the best arm, ``minor_seeds(regime)`` for another arm."""
+    top = (*MAIN_V2_ARMS, best)
+    return {
+        arm: PLANNED_SEEDS_TOP if arm in top else minor_seeds(regime)
+        for arm in REGIME_ARMS.get(regime, ())
+    }
 
 
 def missing(regime: str, by_arm: dict[str, list[dict[str, Any]]], best: str | None) -> str:
@@ -342,24 +338,21 @@ def _samples(count: int | None) -> str:
 
 
 def _planned_total(regime: str) -> int:
-    """Runs planned in ``regime``, counting softmax_px (the other main arm) as the best arm."""
-    return sum(planned_seeds(regime, MAIN_V2_ARMS[1]).values())
+    """Runs ``make study-v2`` plans in ``regime`` (the main arms' 5 seeds, the minor arms')."""
+    return sum(planned_seeds(regime, None).values())
 
 
 def _minor_seeds(regime: str) -> str:
     """Seeds of a minor arm (not in ``MAIN_V2_ARMS``) of ``regime``; '-' when it has none."""
     if all(a in MAIN_V2_ARMS for a in REGIME_ARMS.get(regime, ())):
         return "-"
-    return str(REGIMES[regime].get("minor_seeds", PLANNED_SEEDS))
+    return str(minor_seeds(regime))
 
 
 def _seed_plan(regime: str) -> str:
     """The seed rule of ``regime`` in words."""
     minor = _minor_seeds(regime)
-    text = (
-        f"{PLANNED_SEEDS_TOP} seeds for the baseline and the best arm, {PLANNED_SEEDS} for "
-        f"{MAIN_V2_ARMS[1]} otherwise"
-    )
+    text = f"{PLANNED_SEEDS_TOP} seeds for {' and '.join(MAIN_V2_ARMS)} and the best arm"
     return text if minor == "-" else f"{text}, {minor} for each other arm"
 
 
@@ -370,25 +363,26 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "## How the data and this report are made",
         "",
         "```sh",
-        "make study-v2   # seeds 1-3 of the main arms, each regime's minor-arm seeds of the rest,",
-        "                # both cores, resumable:",
+        "make study-v2   # the whole plan below, both cores, resumable, then this report:",
         f"python benchmarks/study_fashion_mnist.py --regimes {' '.join(V2_REGIMES)} "
-        f"--out {out} --shard 0/2 &",
+        f"--seeds 1 2 3 4 5 --out {out} --shard 0/2 &",
         f"python benchmarks/study_fashion_mnist.py --regimes {' '.join(V2_REGIMES)} "
-        f"--out {out} --shard 1/2",
+        f"--seeds 1 2 3 4 5 --out {out} --shard 1/2",
+        "# (5 seeds for the baseline and softmax_px, each regime's minor-arm seeds for the rest)",
+        "python benchmarks/study_fashion_mnist.py --regimes clutter "
+        f"--arms softmax_px_every4 softmax_px_f0.25 --seeds 1 2 3 --out {out}",
         "# one regime, chosen seeds:",
         f"python benchmarks/study_fashion_mnist.py --regimes clutter --seeds 1 2 3 --out {out}",
-        "# seeds 4 and 5 of the baseline and the best arm so far (per regime):",
     ]
     for regime in V2_REGIMES:
         by_arm = group([r for r in records if r["regime"] == regime])
         metric = metric_of([r for rows in by_arm.values() for r in rows])
         best = best_arm(regime, arm_diffs(by_arm, f"test_{metric}"))
-        arms = f"{BASELINE} {best}" if best else f"{BASELINE} BEST_ARM"
-        lines.append(
-            f"python benchmarks/study_fashion_mnist.py --regimes {regime} --arms {arms} "
-            f"--seeds 4 5 --out {out}"
-        )
+        if best and best not in MAIN_V2_ARMS:  # the plan gives it 3 seeds; the best gets 5
+            lines.append(
+                f"python benchmarks/study_fashion_mnist.py --regimes {regime} --arms {best} "
+                f"--seeds 4 5 --out {out}  # {regime}'s best arm so far"
+            )
     lines += [
         "# the clutter convergence probes (seed-1 baseline, 40 and 80 epochs) and the earlier",
         "# 20-epoch runs, each in its own runs dir (the run names are the main runs'):",
@@ -459,9 +453,9 @@ def render(
         )
     lines += [
         "",
-        f"Seeds: {PLANNED_SEEDS_TOP} for the baseline and the best arm, {PLANNED_SEEDS} for "
-        f"{MAIN_V2_ARMS[1]} otherwise; a minor arm (paper_px, paper_ch, softmax_ch) as the "
-        "table says. Multi and transfer cost 2-5x a clutter run, so their minor arms run one "
+        f"Seeds: {PLANNED_SEEDS_TOP} for {' and '.join(MAIN_V2_ARMS)} and the best arm; a "
+        "minor arm (paper_px, paper_ch, softmax_ch) as the table says. Multi and transfer cost "
+        "2-5x a clutter run, so their minor arms run one "
         "seed (the issue's budget rule: shrink the minor arms' seeds, never the training); in "
         "clutter those arms moved every localisation metric the same way with intervals clear "
         "of zero.",

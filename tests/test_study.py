@@ -127,6 +127,10 @@ def test_minor_arms_run_their_regimes_seeds_unless_named():
     assert [s for a, s in multi if a == "paper_ch"] == [1]  # multi's minor_seeds: 1
     assert [s for a, s in multi if a == "softmax_px"] == [1, 2, 3]
     assert [s for r, a, s in plan if r == "clutter" and a == "paper_ch"] == [1, 2, 3]
+    five = study.planned_runs(["clutter"], None, [1, 2, 3, 4, 5])  # make study-v2's plan
+    assert [s for r, a, s in five if a == "paper_px"] == [1, 2, 3]  # minor arms: 3 seeds
+    assert [s for r, a, s in five if a == "baseline"] == [1, 2, 3, 4, 5]
+    assert [s for r, a, s in five if a == "softmax_px"] == [1, 2, 3, 4, 5]
     named = study.planned_runs(["multi"], ["paper_ch"], [2, 3])  # asked for: run
     assert named == [("multi", "paper_ch", 2), ("multi", "paper_ch", 3)]
 
