@@ -155,12 +155,14 @@ def test_committed_report_is_reproduced_from_the_committed_results(capsys):
         ("fashion_mnist_softmax_px_baseline", "short", "baseline"),
         ("fashion_mnist_clutter_softmax_px", "clutter", "softmax_px"),
         ("fashion_mnist_clutter_softmax_px_baseline", "clutter", "baseline"),
+        ("fashion_mnist_multi_softmax_px", "multi", "softmax_px"),
+        ("fashion_mnist_multi_softmax_px_baseline", "multi", "baseline"),
         ("fashion_mnist_clutter_transfer_softmax_px", "transfer", "softmax_px"),
         ("fashion_mnist_clutter_transfer_softmax_px_baseline", "transfer", "baseline"),
     ],
 )
 def test_the_named_recipe_trains_exactly_what_the_study_measured(tmp_path, recipe, regime, arm):
-    """``make demo``'s pair and the clutter zoo pair are the study's seed-1 run of each arm
+    """``make demo``'s pair and the zoo pairs are the study's seed-1 run of each arm
     (only evaluation and bookkeeping differ: they do not change the weights)."""
     from discatt_timm.recipes import load_recipe, recipe_diff
 
