@@ -107,7 +107,6 @@ study-v1: install $(FASHION_MNIST)
 # study's seeds; `discatt hub check` then re-measures them. Replaces the shipped folders.
 ZOO := discatt_timm/zoo
 ZOO_RUNS := runs/zoo
-CLUTTER := $(ZOO_RUNS)/fashion_mnist_clutter_softmax_px
 # $(call train_pair,STEM): recipes/STEM.yaml and recipes/STEM_baseline.yaml side by side, one
 # thread each (the log of the first in runs/zoo/STEM.log).
 define train_pair
@@ -119,29 +118,27 @@ define train_pair
 	status=$$?; wait $$! || { tail -n 5 $(ZOO_RUNS)/$(1).log; exit 1; }; exit $$status
 endef
 
+# $(call publish_pair,STEM,DATA,REGIME): the pair's runs as the shipped folders
+# cifar_resnet20.ce_DATA and cifar_resnet20.discatt_DATA, the variant's card with its baseline's
+# panel and the spread over the study's seeds of REGIME.
+define publish_pair
+	$(BIN)/discatt publish $(ZOO_RUNS)/$(1)_baseline --overwrite \
+		--local-dir $(ZOO)/cifar_resnet20.ce_$(2) --load-name cifar_resnet20.ce_$(2)
+	$(BIN)/discatt publish $(ZOO_RUNS)/$(1) --overwrite --baseline $(ZOO_RUNS)/$(1)_baseline \
+		--local-dir $(ZOO)/cifar_resnet20.discatt_$(2) --load-name cifar_resnet20.discatt_$(2) \
+		--seeds benchmarks/study/results_v2.jsonl --regime $(3) --arm softmax_px
+endef
+
 zoo-clutter: install $(FASHION_MNIST)
 	$(call train_pair,fashion_mnist_clutter_softmax_px)
-	$(BIN)/discatt publish $(CLUTTER)_baseline --overwrite \
-		--local-dir $(ZOO)/cifar_resnet20.ce_fashion_mnist_clutter \
-		--load-name cifar_resnet20.ce_fashion_mnist_clutter
-	$(BIN)/discatt publish $(CLUTTER) --overwrite --baseline $(CLUTTER)_baseline \
-		--local-dir $(ZOO)/cifar_resnet20.discatt_fashion_mnist_clutter \
-		--load-name cifar_resnet20.discatt_fashion_mnist_clutter \
-		--seeds benchmarks/study/results_v2.jsonl --regime clutter --arm softmax_px
+	$(call publish_pair,fashion_mnist_clutter_softmax_px,fashion_mnist_clutter,clutter)
 	$(BIN)/discatt hub check
 
 # The multi pair, the same way: study v2's seed-1 multi runs (softmax_px, the best supervised
 # arm there, is below its baseline in all five seeds; the cards say so).
-MULTI := $(ZOO_RUNS)/fashion_mnist_multi_softmax_px
 zoo-multi: install $(FASHION_MNIST)
 	$(call train_pair,fashion_mnist_multi_softmax_px)
-	$(BIN)/discatt publish $(MULTI)_baseline --overwrite \
-		--local-dir $(ZOO)/cifar_resnet20.ce_fashion_mnist_multi \
-		--load-name cifar_resnet20.ce_fashion_mnist_multi
-	$(BIN)/discatt publish $(MULTI) --overwrite --baseline $(MULTI)_baseline \
-		--local-dir $(ZOO)/cifar_resnet20.discatt_fashion_mnist_multi \
-		--load-name cifar_resnet20.discatt_fashion_mnist_multi \
-		--seeds benchmarks/study/results_v2.jsonl --regime multi --arm softmax_px
+	$(call publish_pair,fashion_mnist_multi_softmax_px,fashion_mnist_multi,multi)
 	$(BIN)/discatt hub check
 
 # The fine-tuned EfficientNet-Lite0 pair (13.7 MB each: too large for the package): study v2's
