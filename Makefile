@@ -101,7 +101,7 @@ study-v1: install $(FASHION_MNIST)
 		--regimes long --arms detached
 	$(BIN)/python benchmarks/study_report.py
 
-# Zoo entries (issue 16), for maintainers: the clutter pair is study v2's seed-1 run of
+# Zoo entries (issue 16), for maintainers: the clutter pair is study v2's seed-1 recipe of
 # softmax_px and of the baseline (tests/test_study.py checks the recipes), evaluated once on all
 # 10,000 test canvases, published into the package with both panels and the spread over the
 # study's seeds; `discatt hub check` then re-measures them. Replaces the shipped folders.

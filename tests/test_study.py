@@ -161,9 +161,11 @@ def test_committed_report_is_reproduced_from_the_committed_results(capsys):
         ("fashion_mnist_clutter_transfer_softmax_px_baseline", "transfer", "baseline"),
     ],
 )
-def test_the_named_recipe_trains_exactly_what_the_study_measured(tmp_path, recipe, regime, arm):
-    """``make demo``'s pair and the zoo pairs are the study's seed-1 run of each arm
-    (only evaluation and bookkeeping differ: they do not change the weights)."""
+def test_the_named_recipe_is_the_studys_seed_1_recipe(tmp_path, recipe, regime, arm):
+    """``make demo``'s pair and the zoo pairs are the study's seed-1 recipe of each arm; only
+    evaluation and bookkeeping differ. (``short`` evaluates once, at the end, so the demo pair
+    is its run exactly; clutter and multi evaluate every epoch, and each evaluation loader draws
+    from torch's RNG, so a zoo run there is a fresh draw of the same recipe.)"""
     from discatt_timm.recipes import load_recipe, recipe_diff
 
     measured = study.run_config(regime, arm, 1, [], tmp_path)
