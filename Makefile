@@ -134,7 +134,7 @@ zoo-clutter: install $(FASHION_MNIST)
 	$(call publish_pair,fashion_mnist_clutter_softmax_px,fashion_mnist_clutter,clutter)
 	$(BIN)/discatt hub check
 
-# The multi pair, the same way: study v2's seed-1 multi runs (softmax_px, the best supervised
+# The multi pair, the same way: study v2's seed-1 multi recipe (softmax_px, the best supervised
 # arm there, is below its baseline in all five seeds; the cards say so).
 zoo-multi: install $(FASHION_MNIST)
 	$(call train_pair,fashion_mnist_multi_softmax_px)
