@@ -159,6 +159,8 @@ def test_committed_report_is_reproduced_from_the_committed_results(capsys):
         ("fashion_mnist_multi_softmax_px_baseline", "multi", "baseline"),
         ("fashion_mnist_clutter_transfer_softmax_px", "transfer", "softmax_px"),
         ("fashion_mnist_clutter_transfer_softmax_px_baseline", "transfer", "baseline"),
+        ("fashion_mnist_full_softmax_px", "full", "softmax_px"),
+        ("fashion_mnist_full_softmax_px_baseline", "full", "baseline"),
     ],
 )
 def test_the_named_recipe_is_the_studys_seed_1_recipe(tmp_path, recipe, regime, arm):
