@@ -391,3 +391,27 @@ def test_every_k_resumed_mid_cycle_continues_the_cycle(tiny_data, tmp_path):
         "method": "pixel", "normalize": "softmax"}}))  # fmt: skip
     c = weights(every_1.model_file)
     assert max(float((a[k] - c[k]).abs().max()) for k in a) > 1e-4  # every = 2 changed the run
+
+
+def test_how_often_a_run_evaluates_does_not_change_its_training(tiny_data, tmp_path):
+    """Evaluation iterates a DataLoader, which draws from torch's global RNG, and dropout
+    draws from it too: a run evaluated every epoch must still train the same weights as one
+    evaluated once at the end (the zoo's recipes rely on it). Failed before evaluate_run forked
+    the RNG."""
+    runs = {
+        n: train(
+            config(
+                tiny_data,
+                tmp_path,
+                name=f"every{n}",
+                eval={"every_n_epochs": n},
+                model={"name": "cifar_resnet20", "bn_eval": True, "drop_rate": 0.3},
+            )
+        )
+        for n in (1, 2)
+    }
+    for n, run in runs.items():
+        rows = (run.run_dir / "logs" / "metrics.jsonl").read_text().splitlines()
+        assert sum('"eval/top1"' in row for row in rows) == 2 // n
+    a, b = weights(runs[1].model_file), weights(runs[2].model_file)
+    assert all(torch.equal(a[key], b[key]) for key in a)

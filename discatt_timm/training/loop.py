@@ -273,10 +273,21 @@ def train_epoch(run: Run) -> Meter:
     return meter
 
 
+def _forked_rng(device: torch.device) -> Any:
+    """Torch's RNG on the CPU and ``device``, restored on exit (``torch.random.fork_rng``)."""
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device], device_type=device.type)
+
+
 def evaluate_run(run: Run) -> dict[str, Any]:
-    """Metrics of the current weights on the eval split, gathered over processes."""
+    """Metrics of the current weights on the eval split, gathered over processes.
+
+    Iterating the eval loader draws from torch's RNG; the fork puts it back, so dropout and
+    every other draw of training are the same however often a run evaluates.
+    """
     cfg = run.cfg
-    with run.accelerator.autocast():  # the training precision, attention terms included
+    with _forked_rng(run.accelerator.device), run.accelerator.autocast():
         run.metrics = evaluate(
             run.accelerator.unwrap_model(run.model),
             run.eval_loader,
