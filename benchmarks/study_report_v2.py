@@ -342,6 +342,19 @@ def _planned_total(regime: str) -> int:
     return sum(planned_seeds(regime, None).values())
 
 
+def _planned_done(records: Sequence[dict[str, Any]]) -> int:
+    """How many of ``make study-v2``'s planned runs ``records`` hold (not the cost variants
+    or a best arm's extra seeds), so that it counts what the runner's ``--dry-run`` counts."""
+    plans = {regime: planned_seeds(regime, None) for regime in V2_REGIMES}
+    return len(
+        {
+            (r["regime"], r["arm"], r["seed"])
+            for r in records
+            if r["seed"] <= plans.get(r["regime"], {}).get(r["arm"], 0)
+        }
+    )
+
+
 def _minor_seeds(regime: str) -> str:
     """Seeds of a minor arm (not in ``MAIN_V2_ARMS``) of ``regime``; '-' when it has none."""
     if all(a in MAIN_V2_ARMS for a in REGIME_ARMS.get(regime, ())):
@@ -378,10 +391,11 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         by_arm = group([r for r in records if r["regime"] == regime])
         metric = metric_of([r for rows in by_arm.values() for r in rows])
         best = best_arm(regime, arm_diffs(by_arm, f"test_{metric}"))
-        if best and best not in MAIN_V2_ARMS:  # the plan gives it 3 seeds; the best gets 5
+        if best and best not in MAIN_V2_ARMS:  # the plan gives it fewer seeds; the best gets 5
+            extra = " ".join(map(str, range(minor_seeds(regime) + 1, PLANNED_SEEDS_TOP + 1)))
             lines.append(
                 f"python benchmarks/study_fashion_mnist.py --regimes {regime} --arms {best} "
-                f"--seeds 4 5 --out {out}  # {regime}'s best arm so far"
+                f"--seeds {extra} --out {out}  # {regime}'s best arm so far"
             )
     lines += [
         "# the clutter convergence probes (seed-1 baseline, 40 and 80 epochs) and the earlier",
@@ -433,7 +447,7 @@ def render(
         f"({len(records)} runs) and the convergence files "
         + ", ".join(f"`{_rel(p)}`" for p in sources)
         + f" ({len(convergence)} runs); do not edit by hand. The study is still running: "
-        f"{len(records)} of {planned} planned runs are in.",
+        f"{_planned_done(records)} of {planned} planned runs are in.",
         "",
         f"Devices: {'; '.join(devices)}. Revisions: {', '.join(revisions)}. "
         f"Dates: {', '.join(dates)}.",

@@ -130,6 +130,9 @@ def test_multi_reports_map():
     assert "paper_ch 3/5 (seeds 4, 5)" in section
     assert "paper_px 0/1" in section and "softmax_ch 0/1" in section
     assert "softmax_px 0/5" in section
+    # its extra seeds start after multi's one minor seed, and only seed 1 is in the plan
+    assert "--regimes multi --arms paper_ch --seeds 2 3 4 5 --out" in text
+    assert "4 of 55 planned runs are in" in text  # baseline 1-3 and paper_ch 1
 
 
 def test_partial_data_renders(tmp_path):
@@ -144,6 +147,11 @@ def test_partial_data_renders(tmp_path):
     assert "softmax_px 0/5" in text
     # make study-v2's plan, as the runner counts it: clutter 19, multi 13, transfer 13, full 10
     assert "2 of 55 planned runs are in" in text
+    variants = [
+        record("clutter", "softmax_px_every4", 1, 0.85),
+        record("clutter", "baseline", 9, 0.8),
+    ]
+    assert "2 of 55 planned runs are in" in report.render(records + variants)  # not planned
     assert "| transfer | `fashion_mnist_clutter_transfer` | 2000 | 12 |" in text
     transfer = text.split("## Regime `transfer`")[1].split("## ")[0]
     assert (
