@@ -44,8 +44,8 @@ def compare_metric(measured: float, recorded: float) -> tuple[bool, str]:
         return True, f"{detail}: bitwise equal"
     diff = measured - recorded
     ok = abs(diff) <= REPRODUCE_TOL
-    why = "within 1e-6, not bitwise: this CPU's fp32 kernels differ from the recording one's"
-    return ok, f"{detail} (difference {diff:+.1e}{': ' + why if ok else ''})"
+    why = ", within 1e-6, not bitwise: this CPU's fp32 kernels differ from the recording one's"
+    return ok, f"{detail}; difference {diff:+.1e}{why if ok else ''}"
 
 
 @dataclass(frozen=True)
