@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -27,6 +27,7 @@ __all__ = [
     "BASELINE_PANEL",
     "METRICS",
     "TAGS",
+    "CardOptions",
     "RunInfo",
     "baseline_panel",
     "build_model_card",
@@ -157,6 +158,19 @@ def _base_model(info: RunInfo) -> str | None:
         tag = info.config.get("pretrained_cfg", {}).get("tag")
         return f"timm/{info.architecture}.{tag}" if tag else f"timm/{info.architecture}"
     return None
+
+
+class CardOptions(TypedDict, total=False):
+    """What a card says beyond its run: ``build_model_card``'s keyword arguments (documented
+    there) that ``hub.build_folder`` and ``hub.publish`` pass on unchanged."""
+
+    load_name: str | None
+    baseline_dir: str | Path | None
+    license: str | None
+    seeds: str | Path | None
+    regime: str | None
+    arm: str | None
+    baseline_arm: str
 
 
 def build_model_card(

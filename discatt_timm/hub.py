@@ -15,7 +15,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from huggingface_hub import HfApi, get_token
 
@@ -23,6 +23,7 @@ from .card import (
     BASELINE_PANEL,
     METRICS,
     TAGS,
+    CardOptions,
     RunInfo,
     baseline_panel,
     build_model_card,
@@ -31,10 +32,14 @@ from .card import (
 )
 from .errors import PublishError
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
     "BASELINE_PANEL",
     "METRICS",
     "TAGS",
+    "CardOptions",
     "PublishError",
     "RunInfo",
     "build_folder",
@@ -49,42 +54,28 @@ def build_folder(
     out_dir: str | Path,
     *,
     repo_id: str | None = None,
-    load_name: str | None = None,
-    baseline_dir: str | Path | None = None,
-    license: str | None = None,
-    seeds: str | Path | None = None,
-    regime: str | None = None,
-    arm: str | None = None,
-    baseline_arm: str = "baseline",
+    **card: Unpack[CardOptions],
 ) -> Path:
     """Write the repository content of a run into ``out_dir`` and return it.
 
     ``model.safetensors`` and timm's ``config.json`` (with the supervised layer pair and the
     attention settings under ``discatt``: timm's ``PretrainedCfg`` accepts no extra keys),
-    ``README.md`` (the card, ``build_model_card``: the other arguments are its), ``metrics.json``
-    and ``attention_maps.png`` when present, and the baseline run's ``attention_maps.png`` as
-    ``BASELINE_PANEL`` when it has one. Nothing is written when the card cannot be built.
+    ``README.md`` (the card: ``repo_id`` and ``card`` go to ``build_model_card``; without
+    either a ``load_name`` or a ``repo_id`` the card loads from ``local-dir:OUT_DIR``),
+    ``metrics.json`` and ``attention_maps.png`` when present, and the baseline run's
+    ``attention_maps.png`` as ``BASELINE_PANEL`` when it has one. Nothing is written when the
+    card cannot be built.
     """
     info = read_run(run_dir)
     out = Path(out_dir)
-    if load_name is None and repo_id is None:
-        load_name = f"local-dir:{out}"
-    card = build_model_card(
-        run_dir,
-        repo_id=repo_id,
-        load_name=load_name,
-        baseline_dir=baseline_dir,
-        license=license,
-        seeds=seeds,
-        regime=regime,
-        arm=arm,
-        baseline_arm=baseline_arm,
-    )
+    if card.get("load_name") is None and repo_id is None:
+        card["load_name"] = f"local-dir:{out}"
+    model_card = build_model_card(run_dir, repo_id=repo_id, **card)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("model.safetensors", "metrics.json", "recipe.yaml", "attention_maps.png"):
         if (info.run_dir / name).is_file():
             shutil.copy2(info.run_dir / name, out / name)
-    if panel := baseline_panel(baseline_dir):
+    if panel := baseline_panel(card.get("baseline_dir")):
         shutil.copy2(panel, out / BASELINE_PANEL)
     config = dict(info.config)
     config["discatt"] = {
@@ -92,7 +83,7 @@ def build_folder(
         "attention": info.recipe.get("attention", {}),
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    card.save(out / "README.md")
+    model_card.save(out / "README.md")
     return out
 
 
@@ -117,14 +108,8 @@ def publish(
     private: bool = False,
     revision: str | None = None,
     token: str | None = None,
-    baseline_dir: str | Path | None = None,
     overwrite: bool = False,
-    license: str | None = None,
-    seeds: str | Path | None = None,
-    regime: str | None = None,
-    arm: str | None = None,
-    baseline_arm: str = "baseline",
-    load_name: str | None = None,
+    **card: Unpack[CardOptions],
 ) -> str:
     """Build the repository content and upload it (``repo_id``) or keep it (``local_dir``).
 
@@ -148,15 +133,6 @@ def publish(
         if repo_id.count("/") != 1:
             raise PublishError(f"repo id must look like ORG/NAME, got {repo_id!r}")
     read_run(run_dir)  # fail on an unfinished run before any network call
-    card: dict[str, Any] = {
-        "baseline_dir": baseline_dir,
-        "license": license,
-        "seeds": seeds,
-        "regime": regime,
-        "arm": arm,
-        "baseline_arm": baseline_arm,
-        "load_name": load_name,
-    }
     if local_dir is not None:
         _check_local_dir(Path(local_dir), Path(run_dir), overwrite)
         return str(build_folder(run_dir, local_dir, **card))
