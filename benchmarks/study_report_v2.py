@@ -36,6 +36,7 @@ CONVERGENCE = (
     STUDY / "probe_multi_epochs80.jsonl",
     STUDY / "probe_transfer_epochs4.jsonl",
     STUDY / "probe_transfer_epochs12.jsonl",
+    STUDY / "probe_transfer_epochs24.jsonl",
 )
 REPORT = HERE / "STUDY_V2.md"
 sys.path.insert(0, str(HERE))
@@ -413,7 +414,7 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "python benchmarks/study_fashion_mnist.py --regimes multi --arms baseline --seeds 1 "
         "--set schedule.epochs=E --runs-dir runs/probe_multiE "
         "--out benchmarks/study/probe_multi_epochsE.jsonl",
-        "# the transfer probes (seed-1 baseline at 4 and 12 epochs; 12 is the regime's, its",
+        "# the transfer probes (seed-1 baseline at 4, 12 and 24 epochs; 12 is the regime's, its",
         "# record reused as the regime's seed-1 baseline):",
         "python benchmarks/study_fashion_mnist.py --regimes transfer --arms baseline --seeds 1 "
         "--set schedule.epochs=E --runs-dir runs/probe_transferE "
@@ -502,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         nargs="*",
         default=list(CONVERGENCE),
-        help="the convergence probes (default: the clutter and multi probe files)",
+        help="the convergence probes (default: every regime's probe files)",
     )
     parser.add_argument("--out", type=Path, default=REPORT)
     parser.add_argument("--check", action="store_true", help="compare with --out, write nothing")
