@@ -152,7 +152,7 @@ def test_partial_data_renders(tmp_path):
         record("clutter", "baseline", 9, 0.8),
     ]
     assert "2 of 55 planned runs are in" in report.render(records + variants)  # not planned
-    assert "| transfer | `fashion_mnist_clutter_transfer` | 2000 | 12 |" in text
+    assert "| transfer | `fashion_mnist_clutter_transfer` | 2000 | 24 |" in text
     transfer = text.split("## Regime `transfer`")[1].split("## ")[0]
     assert (
         "5 seeds for baseline and softmax_px and the best arm, 1 for each other arm (13 runs)"
@@ -227,3 +227,27 @@ def test_localisation_is_paired_against_the_baseline_of_each_seed():
     )
     no_boxes = [{**r, "pointing_last": None} for r in base + arm]
     assert "Localisation against the baseline" not in report.render(no_boxes)
+
+
+def test_earlier_unconverged_runs_are_summarised_apart_from_the_verdict():
+    """Runs at a schedule that had not converged (``EARLIER``) get their own paired table under
+    the regime, and neither their runs nor their Δ reach the regime's table or its plan."""
+    current = [record("transfer", "baseline", 1, 0.84, epochs=24)]
+    earlier = [
+        record("transfer", "baseline", s, v, epochs=12)
+        for s, v in zip((1, 2, 3), BASE, strict=True)
+    ]
+    earlier += [
+        record("transfer", "softmax_px", s, v, epochs=12)
+        for s, v in zip((1, 2, 3), ARM, strict=True)
+    ]
+    text = report.render(current, earlier=earlier)
+    transfer = text.split("## Regime `transfer`")[1].split("## Regime `full`")[0]
+    table, apart = transfer.split("Earlier runs at 12 epochs")
+    assert "softmax_px 0/5" in table and rows_of(table, "softmax_px") == []
+    assert "Localisation against the baseline" not in table  # no arm to pair yet
+    assert rows_of(apart, "softmax_px") == [
+        "| softmax_px | 3 | 84.00 ± 3.00 | +2.00 [-0.48, +4.48] | 3/3 seeds better |"
+    ]
+    assert "(3 + 3)" not in text and "earlier `transfer` runs in" in text
+    assert "Earlier runs" not in report.render(current)  # nothing to summarise
