@@ -105,10 +105,9 @@ REGIMES: dict[str, dict[str, Any]] = {
         "epochs": 80,
         "minor_seeds": 1,
     },
-    # transfer: test top-1 0.771 at 4 epochs, 0.811 at 12, 0.844 at 24 (train top-1 0.997;
-    # its last seven evaluations within 0.850-0.859): 12 epochs had not converged although its
-    # last evaluations were flat, so the 12-epoch runs are kept apart
-    # (benchmarks/study/results_v2_transfer12.jsonl) and a 48-epoch probe checks 24
+    # transfer: test top-1 0.771 at 4 epochs, 0.811 at 12, 0.844 at 24, 0.844 at 48 (train top-1
+    # 0.997, 1.000): 12 epochs had not converged although its last evaluations were flat, so
+    # its runs are kept apart (benchmarks/study/results_v2_transfer12.jsonl); 24 has
     # (benchmarks/study/probe_transfer_epochs*.jsonl).
     "transfer": {
         "recipe": "fashion_mnist_clutter_transfer",

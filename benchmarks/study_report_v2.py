@@ -37,6 +37,7 @@ CONVERGENCE = (
     STUDY / "probe_transfer_epochs4.jsonl",
     STUDY / "probe_transfer_epochs12.jsonl",
     STUDY / "probe_transfer_epochs24.jsonl",
+    STUDY / "probe_transfer_epochs48.jsonl",
 )
 # A regime's runs at an earlier schedule that turned out not to have converged: kept apart,
 # summarised under the regime, never in its verdict.
