@@ -156,6 +156,16 @@ def missing(regime: str, by_arm: dict[str, list[dict[str, Any]]], best: str | No
     return f"**Missing** (seeds done / planned): {'; '.join(gaps)}. {best_text}."
 
 
+def _paired_cells(arm: str, count: int, values: Sequence[float], diffs: Sequence[float]) -> str:
+    """A table row's first cells: arm, seeds, mean ± sd in %, Δ with its interval and the sign
+    count (dashes for the baseline)."""
+    base = arm == BASELINE
+    return (
+        f"| {arm} | {count} | {_mean_std(values, 100)} | {'-' if base else _interval(diffs)} | "
+        f"{'-' if base else sign_count(diffs)} |"
+    )
+
+
 def regime_section(
     regime: str, rows: list[dict[str, Any]], convergence: Sequence[dict[str, Any]] = ()
 ) -> list[str]:
@@ -202,10 +212,8 @@ def regime_section(
             f"{_fmt(_mean(arm_rows, 'wall_s'), 1 / 60, 1)}"
         )
         lines.append(
-            f"| {arm} | {len(arm_rows)} | {_mean_std(_values(arm_rows, key), 100)} | "
-            f"{'-' if arm == BASELINE else _interval(d)} | "
-            f"{'-' if arm == BASELINE else sign_count(d)} | "
-            f"{'-' if arm == BASELINE else verdict(d)} | "
+            _paired_cells(arm, len(arm_rows), _values(arm_rows, key), d)
+            + f" {'-' if arm == BASELINE else verdict(d)} | "
             f"{_mean_std(_values(arm_rows, train_key), 100)} | {cost} |"
         )
     if any(r.get("siou_last") is not None for r in rows):
@@ -522,13 +530,8 @@ def earlier_section(regime: str, rows: Sequence[dict[str, Any]]) -> list[str]:
         "| --- | ---: | ---: | ---: | --- |",
     ]
     for arm in arm_order(regime, set(by_arm)):
-        d = diffs.get(arm, [])
         values = _values(by_arm[arm], f"test_{metric}")
-        lines.append(
-            f"| {arm} | {len(values)} | {_mean_std(values, 100)} "
-            f"| {'-' if arm == BASELINE else _interval(d)} | "
-            f"{'-' if arm == BASELINE else sign_count(d)} |"
-        )
+        lines.append(_paired_cells(arm, len(values), values, diffs.get(arm, [])))
     return lines + [""]
 
 
