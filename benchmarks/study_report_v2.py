@@ -249,7 +249,7 @@ def regime_section(
         cells = [f"{values[s] * 100:.2f}" if values.get(s) is not None else "-" for s in seeds]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", *last_evals(by_arm.get(BASELINE, []), label)]
-    lines += convergence_table(regime, convergence)
+    lines += convergence_table(regime, convergence, own=rows)
     lines += [missing(regime, by_arm, best), ""]
     return lines
 
@@ -311,15 +311,25 @@ def last_evals(base: Sequence[dict[str, Any]], label: str) -> list[str]:
     return lines + [""]
 
 
-def convergence_table(regime: str, records: Sequence[dict[str, Any]]) -> list[str]:
+def convergence_table(
+    regime: str, records: Sequence[dict[str, Any]], own: Sequence[dict[str, Any]] = ()
+) -> list[str]:
     """The seed-1 baseline of ``regime`` at each epoch budget of its probes (no lines when
-    it has none)."""
-    runs = sorted(
-        (r for r in records if r["regime"] == regime and r["arm"] == BASELINE and r["seed"] == 1),
-        key=lambda r: r["epochs"],
-    )
-    if not runs:
+    it has none), with the regime's own seed-1 baseline from ``own`` (the main results) at a
+    budget no probe ran, so a probe longer than the regime's schedule reads against it."""
+
+    def seed1(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            r for r in rows if r["regime"] == regime and r["arm"] == BASELINE and r["seed"] == 1
+        ]
+
+    probes = seed1(records)
+    if not probes:
         return []
+    budgets = {r["epochs"] for r in probes}
+    runs = sorted(
+        probes + [r for r in seed1(own) if r["epochs"] not in budgets], key=lambda r: r["epochs"]
+    )
     metric = "mAP" if "test_mAP" in runs[0] else "top1"
     label = "mAP" if metric == "mAP" else "top-1"
     lines = [
@@ -434,6 +444,10 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "python benchmarks/study_fashion_mnist.py --regimes transfer --seeds 1 2 3 4 5 "
         "--set schedule.epochs=12 --runs-dir runs/transfer12 "
         "--out benchmarks/study/results_v2_transfer12.jsonl",
+        "# the full probe (seed-1 baseline at 30 epochs, twice the regime's 15):",
+        "python benchmarks/study_fashion_mnist.py --regimes full --arms baseline --seeds 1 "
+        "--set schedule.epochs=30 --runs-dir runs/probe_full30 "
+        "--out benchmarks/study/probe_full_epochs30.jsonl",
         "# this report (--check: exit 1 when STUDY_V2.md is stale):",
         "python benchmarks/study_report_v2.py [--check]",
         "```",
@@ -451,7 +465,7 @@ def render(
 ) -> str:
     """The whole of STUDY_V2.md for ``records`` (and the convergence records, each with its
     ``_source`` file name, and the records of ``EARLIER``'s files)."""
-    records = [r for r in records if r["regime"] in V2_REGIMES]
+    records = [{**r, "_source": Path(results).name} for r in records if r["regime"] in V2_REGIMES]
     devices = sorted({r["device"] for r in records}) or ["-"]
     revisions = sorted({r["git"] for r in records}) or ["-"]
     dates = sorted({r["date"] for r in records}) or ["-"]

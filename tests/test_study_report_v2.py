@@ -176,6 +176,23 @@ def test_convergence_table_and_last_evals(tmp_path):
     assert "| 1 | 8 | 83.00, 84.00, 85.00, 86.00, 87.00 | +4.00 |" in text
 
 
+def test_a_probe_longer_than_the_schedule_reads_against_the_regimes_own_run(tmp_path):
+    # full: the regime's seed-1 baseline (15 epochs) lives in the main results, the probe
+    # (30 epochs) in its own file; a probe at the regime's own budget would win over it.
+    probe = write(tmp_path / "f30.jsonl", [record("full", "baseline", 1, 0.9421, epochs=30)])
+    rows = [
+        record("full", "baseline", 1, 0.9377, epochs=15),
+        record("full", "baseline", 2, 0.9404, epochs=15),
+    ]
+    results = tmp_path / "results_v2.jsonl"
+    text = report.render(rows, report.read_convergence([probe]), results, sources=[probe])
+    full = text.split("## Regime `full`")[1]
+    assert "| 15 | `results_v2.jsonl` | 93.77 |" in full
+    assert "| 30 | `f30.jsonl` | 94.21 |" in full
+    assert "Test top-1 changes by +0.44 points from 15 to 30 epochs." in full
+    assert "`results_v2.jsonl` |" not in report.render(rows, [], results)  # no probe, no table
+
+
 def test_check_detects_a_stale_file(tmp_path, capsys):
     results = write(tmp_path / "results_v2.jsonl", [record("clutter", "baseline", 1, 0.85)])
     probe = write(tmp_path / "probe.jsonl", [record("clutter", "baseline", 1, 0.85)])
