@@ -38,10 +38,14 @@ CONVERGENCE = (
     STUDY / "probe_transfer_epochs12.jsonl",
     STUDY / "probe_transfer_epochs24.jsonl",
     STUDY / "probe_transfer_epochs48.jsonl",
+    STUDY / "probe_full_epochs30.jsonl",
 )
 # A regime's runs at an earlier schedule that turned out not to have converged: kept apart,
 # summarised under the regime, never in its verdict.
-EARLIER = {"transfer": STUDY / "results_v2_transfer12.jsonl"}
+EARLIER = {
+    "transfer": STUDY / "results_v2_transfer12.jsonl",
+    "full": STUDY / "results_v2_full15.jsonl",
+}
 REPORT = HERE / "STUDY_V2.md"
 sys.path.insert(0, str(HERE))
 from study_fashion_mnist import (  # noqa: E402
@@ -167,9 +171,13 @@ def _paired_cells(arm: str, count: int, values: Sequence[float], diffs: Sequence
 
 
 def regime_section(
-    regime: str, rows: list[dict[str, Any]], convergence: Sequence[dict[str, Any]] = ()
+    regime: str,
+    rows: list[dict[str, Any]],
+    convergence: Sequence[dict[str, Any]] = (),
+    own: Sequence[dict[str, Any]] = (),
 ) -> list[str]:
-    """The markdown lines of one regime (a planned-but-empty one says so)."""
+    """The markdown lines of one regime (a planned-but-empty one says so); ``own`` are the
+    regime's runs (current and earlier schedules) that its convergence table may read."""
     spec = REGIMES[regime]
     recipe = spec.get("recipe", "fashion_mnist_study")
     if not rows:
@@ -249,7 +257,7 @@ def regime_section(
         cells = [f"{values[s] * 100:.2f}" if values.get(s) is not None else "-" for s in seeds]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", *last_evals(by_arm.get(BASELINE, []), label)]
-    lines += convergence_table(regime, convergence, own=rows)
+    lines += convergence_table(regime, convergence, own=own)
     lines += [missing(regime, by_arm, best), ""]
     return lines
 
@@ -448,6 +456,9 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "python benchmarks/study_fashion_mnist.py --regimes full --arms baseline --seeds 1 "
         "--set schedule.epochs=30 --runs-dir runs/probe_full30 "
         "--out benchmarks/study/probe_full_epochs30.jsonl",
+        "python benchmarks/study_fashion_mnist.py --regimes full --seeds 1 2 3 "
+        "--set schedule.epochs=15 --runs-dir runs/full15 "
+        "--out benchmarks/study/results_v2_full15.jsonl  # the earlier 15-epoch runs",
         "# this report (--check: exit 1 when STUDY_V2.md is stale):",
         "python benchmarks/study_report_v2.py [--check]",
         "```",
@@ -518,8 +529,9 @@ def render(
     lines.append("")
     for regime in V2_REGIMES:
         rows = [r for r in records if r["regime"] == regime]
-        lines += regime_section(regime, rows, convergence)
-        lines += earlier_section(regime, [r for r in earlier if r["regime"] == regime])
+        before = [{**r, "_source": EARLIER[regime].name} for r in earlier if r["regime"] == regime]
+        lines += regime_section(regime, rows, convergence, own=[*rows, *before])
+        lines += earlier_section(regime, before)
         lines += cheaper_section(records, regime, f"test_{metric_of(rows)}")
     lines += commands(records, results)
     return "\n".join(lines)

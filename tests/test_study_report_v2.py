@@ -191,6 +191,13 @@ def test_a_probe_longer_than_the_schedule_reads_against_the_regimes_own_run(tmp_
     assert "| 30 | `f30.jsonl` | 94.21 |" in full
     assert "Test top-1 changes by +0.44 points from 15 to 30 epochs." in full
     assert "`results_v2.jsonl` |" not in report.render(rows, [], results)  # no probe, no table
+    # Once the regime moves to the probe's budget, its 15-epoch runs are the earlier file's
+    # and still give the table its first row.
+    now = [record("full", "baseline", 1, 0.9453, epochs=30)]
+    text = report.render(now, report.read_convergence([probe]), results, [probe], earlier=rows)
+    convergence = text.split("Convergence of the seed-1 baseline (`full`")[1]
+    assert f"| 15 | `{report.EARLIER['full'].name}` | 93.77 |" in convergence
+    assert "+0.44 points from 15 to 30 epochs" in convergence  # the probe wins at 30
 
 
 def test_check_detects_a_stale_file(tmp_path, capsys):
