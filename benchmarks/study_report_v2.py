@@ -323,8 +323,8 @@ def convergence_table(
     regime: str, records: Sequence[dict[str, Any]], own: Sequence[dict[str, Any]] = ()
 ) -> list[str]:
     """The seed-1 baseline of ``regime`` at each epoch budget of its probes (no lines when
-    it has none), with the regime's own seed-1 baseline from ``own`` (the main results) at a
-    budget no probe ran, so a probe longer than the regime's schedule reads against it."""
+    it has none), with the regime's own seed-1 baselines from ``own`` (its current and earlier
+    schedules' runs) at budgets no probe ran, so a probe reads against the regime's runs."""
 
     def seed1(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
@@ -452,13 +452,14 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "python benchmarks/study_fashion_mnist.py --regimes transfer --seeds 1 2 3 4 5 "
         "--set schedule.epochs=12 --runs-dir runs/transfer12 "
         "--out benchmarks/study/results_v2_transfer12.jsonl",
-        "# the full probe (seed-1 baseline at 30 epochs, twice the regime's 15):",
+        "# the full probe (seed-1 baseline at 30 epochs, now the regime's, its record reused",
+        "# as the regime's seed-1 baseline) and the earlier 15-epoch runs:",
         "python benchmarks/study_fashion_mnist.py --regimes full --arms baseline --seeds 1 "
         "--set schedule.epochs=30 --runs-dir runs/probe_full30 "
         "--out benchmarks/study/probe_full_epochs30.jsonl",
         "python benchmarks/study_fashion_mnist.py --regimes full --seeds 1 2 3 "
         "--set schedule.epochs=15 --runs-dir runs/full15 "
-        "--out benchmarks/study/results_v2_full15.jsonl  # the earlier 15-epoch runs",
+        "--out benchmarks/study/results_v2_full15.jsonl",
         "# this report (--check: exit 1 when STUDY_V2.md is stale):",
         "python benchmarks/study_report_v2.py [--check]",
         "```",
