@@ -349,6 +349,19 @@ def done_runs(out: Path) -> set[tuple[str, str, int]]:
     return {(r["regime"], r["arm"], r["seed"]) for r in rows}
 
 
+def resumed_epoch(run_dir: Path) -> int:
+    """Epochs an interrupted earlier attempt of this run already trained (0 for a fresh run).
+
+    Recorded because the clocks of a resumed run cover only the rest: the report leaves such
+    runs out of its cost column rather than show a cost too low."""
+    from discatt_timm.rundir import STATE_FILE, latest_checkpoint
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return 0
+    return int(json.loads((checkpoint / STATE_FILE).read_text())["epoch"])
+
+
 def run_one(
     regime: str,
     arm: str,
@@ -364,6 +377,7 @@ def run_one(
     from discatt_timm.training import train
 
     cfg = run_config(regime, arm, seed, overrides, runs_dir)
+    resumed_from = resumed_epoch(Path(cfg.output_dir) / cfg.name)
     started = time.time()
     result = train(cfg, resume=True)  # continues an interrupted run from its last checkpoint
     train_seconds = time.time() - started
@@ -380,6 +394,7 @@ def run_one(
         **score(cfg, result.run_dir, test_samples),
         "wall_s": round(time.time() - started, 1),
         "train_wall_s": round(train_seconds, 1),
+        "resumed_from_epoch": resumed_from,
     }
     with _locked(out), open(out, "a") as file:
         file.write(json.dumps(record) + "\n")

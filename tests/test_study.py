@@ -72,6 +72,7 @@ def test_study_end_to_end_resumes_and_reports(folder, tmp_path, capsys):
             1 - (r["per_class_top1"]["Shirt"] + r["per_class_top1"]["Coat"]) / 2
         )
         assert r["git"] and r["device"].startswith("cpu") and r["wall_s"] > 0
+        assert r["resumed_from_epoch"] == 0  # trained in one go: its clocks are its cost
     assert records[0]["attention"]["method"] == "none"
     assert records[2]["attention"]["method"] == "pixel"
     # Resumable: a second call finds every run done and trains nothing.
@@ -239,3 +240,14 @@ def test_issue15_arms_are_softmax_px_with_one_change_each(tmp_path):
         "attention.select",
     }
     assert (part.attention.batch_fraction, part.attention.select) == (0.25, "random")
+
+
+def test_a_resumed_run_records_the_epochs_its_earlier_attempt_trained(tmp_path):
+    run_dir = tmp_path / "transfer-softmax_px-seed4"
+    assert study.resumed_epoch(run_dir) == 0  # nothing trained yet
+    for step, epoch in ((62, 1), (496, 8)):
+        folder = run_dir / "checkpoints" / f"step_{step:09d}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(json.dumps({"epoch": epoch}))
+    (run_dir / "checkpoints" / "latest").write_text("step_000000496")
+    assert study.resumed_epoch(run_dir) == 8

@@ -103,6 +103,21 @@ def test_regime_table_paired_difference_interval_and_sign():
     assert "--regimes clutter --arms paper_px --seeds 4 5" in text  # not in the plan's 5
 
 
+def test_a_resumed_run_is_left_out_of_the_cost():
+    records = [record("clutter", "baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
+    records += [record("clutter", "paper_px", s, v) for s, v in zip((1, 2), ARM[:2], strict=True)]
+    # seed 3 resumed at epoch 30 of 40: its clocks hold a quarter of the run
+    records.append(
+        record(
+            "clutter", "paper_px", 3, ARM[2], resumed_from_epoch=30, wall_s=210, train_wall_s=150
+        )
+    )
+    text = report.render(records)
+    (row,) = [r for r in rows_of(text, "paper_px") if "seeds better" in r]
+    assert "| 3 |" in row and "+2.00 [-0.48, +4.48]" in row  # its accuracy still counts
+    assert row.endswith("| 10.0 / 11.0 |")  # not (600 + 600 + 150) / 3 s = 7.5 min
+
+
 def test_mixed_signs():
     arm = [0.81, 0.81, 0.87]  # diffs +0.01, -0.01, +0.03
     records = [record("clutter", "baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
