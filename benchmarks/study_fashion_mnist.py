@@ -6,8 +6,9 @@ model on the full 10,000-image test set with ``evaluation.attention_report`` (pi
 for every arm, so arms compare; localisation metrics where the data has boxes;
 ``evaluation.evaluate`` with mAP for multi-label data) and on its own training subset, keeps
 the trainer's per-epoch evaluation curve, and appends one JSON line to ``--out``. Runs already
-in ``--out`` are skipped; an interrupted run resumes from its last epoch checkpoint. Two
-shards share the two cores of a small machine:
+in ``--out`` are skipped; an interrupted run resumes from its last epoch checkpoint, on another
+machine too once ``--park`` has packed it into ``benchmarks/study/parked/`` (``study_parking``)
+and that folder travels with the repository. Two shards share the two cores of a small machine:
 
     python benchmarks/study_fashion_mnist.py --shard 0/2 &      # study v1: short, long
     python benchmarks/study_fashion_mnist.py --shard 1/2 &
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from study_parking import PARKED, discard, park, unpark
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "fashion_mnist_study.yaml"
@@ -167,6 +169,11 @@ def planned_runs(
     return runs + [(VARIANT_REGIME, a, s) for a in VARIANT_ARMS for s in seeds]
 
 
+def run_name(regime: str, arm: str, seed: int) -> str:
+    """The run's name: its folder under ``--runs-dir`` and its parked archive's stem."""
+    return f"{regime}-{arm}-seed{seed}"
+
+
 def run_config(regime: str, arm: str, seed: int, overrides: Sequence[str], runs_dir: Path):
     """The ``TrainConfig`` of one run: the base recipe, the regime, the arm, the seed."""
     from discatt_timm.recipes import load_recipe
@@ -182,7 +189,7 @@ def run_config(regime: str, arm: str, seed: int, overrides: Sequence[str], runs_
         else RECIPE
     )
     settings: list[Any] = [
-        ("name", f"{regime}-{arm}-seed{seed}"),
+        ("name", run_name(regime, arm, seed)),
         ("output_dir", str(runs_dir)),
         ("seed", seed),
         ("schedule.epochs", epochs),
@@ -414,6 +421,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--dry-run", action="store_true", help="list the runs left and stop")
     parser.add_argument(
+        "--parked",
+        type=Path,
+        default=PARKED,
+        help=f"where unfinished runs are parked for another machine (default {PARKED})",
+    )
+    parser.add_argument(
+        "--park",
+        action="store_true",
+        help="pack each selected unfinished run's newest checkpoint into --parked and stop "
+        "(commit them; the next start unpacks and resumes them)",
+    )
+    parser.add_argument(
         "--panels",
         action="store_true",
         help="only draw benchmarks/study/panels/ from the short regime's seed-1 baseline and "
@@ -430,12 +449,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = planned_runs(args.regimes, args.arms, args.seeds)[index::count]
     left = [run for run in runs if run not in done_runs(args.out)]
     print(f"{len(runs) - len(left)} of {len(runs)} runs already in {args.out}; {len(left)} left")
+    if args.park:
+        for regime, arm, seed in left:
+            archive = park(args.runs_dir / run_name(regime, arm, seed), args.parked)
+            print(f"  {regime} {arm} seed {seed}: {archive or 'no checkpoint yet'}")
+        return 0
     for regime, arm, seed in left:
         if args.dry_run:
             print(f"  {regime} {arm} seed {seed}")
             continue
         if (regime, arm, seed) in done_runs(args.out):  # another shard got there first
             continue
+        if unpark(args.runs_dir / run_name(regime, arm, seed), args.parked):
+            print(f"{regime} {arm} seed {seed}: resuming its parked checkpoint", flush=True)
         record = run_one(
             regime,
             arm,
@@ -445,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides=args.set,
             test_samples=args.test_samples,
         )
+        discard(run_name(regime, arm, seed), args.parked)
         metric = "mAP" if "test_mAP" in record else "top1"
         print(
             f"{regime} {arm} seed {seed}: test {metric} {record[f'test_{metric}']:.4f}, train "

@@ -4,7 +4,9 @@ the committed JSON lines give."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +253,62 @@ def test_a_resumed_run_records_the_epochs_its_earlier_attempt_trained(tmp_path):
         (folder / "trainer_state.json").write_text(json.dumps({"epoch": epoch}))
     (run_dir / "checkpoints" / "latest").write_text("step_000000496")
     assert study.resumed_epoch(run_dir) == 8
+
+
+def test_a_parked_run_resumes_from_a_fresh_clone(folder, tmp_path):
+    """A run interrupted after its first epoch is parked, its runs folder is lost (a new
+    session's fresh clone), and the next start unpacks it, trains only the second epoch, keeps
+    the first epoch's evaluation and deletes the archive."""
+    from discatt_timm.rundir import complete_checkpoints
+    from discatt_timm.training import train
+
+    settings = [
+        *("data.source=imagefolder", f"data.path={folder}", "schedule.epochs=2"),
+        *("schedule.warmup_epochs=0", "data.batch_size=8", "data.eval_batch_size=8"),
+        *("data.max_eval_samples=null", "eval.every_n_epochs=1", "checkpoint.keep_last=2"),
+    ]
+    runs, parked, out = tmp_path / "runs", tmp_path / "parked", tmp_path / "results.jsonl"
+    train(study.run_config("short", "baseline", 1, settings, runs))
+    run_dir = runs / "short-baseline-seed1"
+    first, second = complete_checkpoints(run_dir / "checkpoints")[-2:]
+    shutil.rmtree(second)  # killed during epoch 2, before its evaluation was logged
+    (run_dir / "checkpoints" / "latest").write_text(first.name)
+    step = json.loads((first / "trainer_state.json").read_text())["global_step"]
+    log = run_dir / "logs" / "metrics.jsonl"
+    rows = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
+    log.write_text("\n".join(rows) + "\n")
+    argv = ["--regimes", "short", "--arms", "baseline", "--seeds", "1", "--out", str(out)]
+    argv += ["--runs-dir", str(runs), "--parked", str(parked)]
+    argv += [arg for setting in settings for arg in ("--set", setting)]
+
+    assert study.main([*argv, "--park"]) == 0
+    archive = parked / "short-baseline-seed1.tar"
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"recipe.yaml", "checkpoints/latest"} <= names
+    assert f"checkpoints/{first.name}/trainer_state.json" in names
+    assert not [name for name in names if second.name in name]
+
+    shutil.rmtree(runs)
+    assert study.main(argv) == 0
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["resumed_from_epoch"] == 1
+    assert len(record["eval_curve"]) == 2  # the parked epoch's evaluation came along
+    assert not archive.exists()
+
+
+def test_unparking_never_replaces_a_checkpoint_nor_writes_outside_the_run(tmp_path):
+    import study_parking
+
+    run_dir, parked = tmp_path / "runs" / "full-baseline-seed3", tmp_path / "parked"
+    parked.mkdir()
+    with tarfile.open(parked / "full-baseline-seed3.tar", "w") as tar:
+        tar.add(__file__, arcname="../escaped.py")
+    with pytest.raises(tarfile.OutsideDestinationError):
+        study_parking.unpark(run_dir, parked)
+    assert not (tmp_path / "runs" / "escaped.py").exists()
+    folder = run_dir / "checkpoints" / "step_000000010"
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(json.dumps({"epoch": 4}))
+    assert study_parking.unpark(run_dir, parked) is False  # its own checkpoint wins
+    assert study.resumed_epoch(run_dir) == 4
