@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import time
 from pathlib import Path
 
 from discatt_timm.rundir import CHECKPOINTS, LATEST, latest_checkpoint
@@ -45,7 +46,7 @@ def park(run_dir: Path, parked_dir: Path = PARKED) -> Path | None:
         tar.add(checkpoint, arcname=f"{CHECKPOINTS}/{checkpoint.name}")
         pointer = tarfile.TarInfo(f"{CHECKPOINTS}/{LATEST}")
         name = checkpoint.name.encode()
-        pointer.size = len(name)
+        pointer.size, pointer.mtime = len(name), int(time.time())
         tar.addfile(pointer, io.BytesIO(name))
     os.replace(tmp, target)
     return target
