@@ -444,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in make_panels(args.runs_dir, args.out.parent / "panels", overrides=args.set):
             print(path)
         return 0
+    if args.parked.exists() and not args.parked.is_dir():
+        parser.error(f"--parked {args.parked} is a file; give a folder for parked runs")
     index, count = (int(v) for v in args.shard.split("/"))
     torch.set_num_threads(args.threads)
     runs = planned_runs(args.regimes, args.arms, args.seeds)[index::count]

@@ -61,8 +61,12 @@ def unpark(run_dir: Path, parked_dir: Path = PARKED) -> bool:
     if not source.is_file() or latest_checkpoint(run_dir) is not None:
         return False
     run_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(source) as tar:
-        tar.extractall(run_dir, filter="data")
+    try:
+        with tarfile.open(source) as tar:
+            tar.extractall(run_dir, filter="data")
+    except tarfile.TarError as err:
+        message = f"parked run {source} cannot be unpacked ({err}); delete it to start over"
+        raise SystemExit(message) from None
     return True
 
 

@@ -304,7 +304,7 @@ def test_unparking_never_replaces_a_checkpoint_nor_writes_outside_the_run(tmp_pa
     parked.mkdir()
     with tarfile.open(parked / "full-baseline-seed3.tar", "w") as tar:
         tar.add(__file__, arcname="../escaped.py")
-    with pytest.raises(tarfile.OutsideDestinationError):
+    with pytest.raises(SystemExit, match="full-baseline-seed3.tar cannot be unpacked"):
         study_parking.unpark(run_dir, parked)
     assert not (tmp_path / "runs" / "escaped.py").exists()
     folder = run_dir / "checkpoints" / "step_000000010"
@@ -312,3 +312,19 @@ def test_unparking_never_replaces_a_checkpoint_nor_writes_outside_the_run(tmp_pa
     (folder / "trainer_state.json").write_text(json.dumps({"epoch": 4}))
     assert study_parking.unpark(run_dir, parked) is False  # its own checkpoint wins
     assert study.resumed_epoch(run_dir) == 4
+
+
+def test_a_parked_folder_that_is_a_file_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "parked").write_text("not a folder")
+    argv = [
+        "--regimes",
+        "full",
+        "--out",
+        str(tmp_path / "r.jsonl"),
+        "--parked",
+        str(tmp_path / "parked"),
+    ]
+    with pytest.raises(SystemExit) as stop:
+        study.main([*argv, "--park"])
+    assert stop.value.code == 2
+    assert "--parked" in capsys.readouterr().err and not (tmp_path / "r.jsonl").exists()
