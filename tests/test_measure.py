@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import datasets.config
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import timm
@@ -139,8 +141,9 @@ def test_cli_table_and_json(folder, checkpoint, tmp_path, capsys):
     ],
 )
 def test_bad_input_is_one_line(folder, checkpoint, capsys, extra, message, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # Both libraries read the variables at import, before this test runs: set their copies.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     _, path = checkpoint
     extra = [str(folder) if e == "FOLDER" else e for e in extra]
     code = main(["metrics", "--model", "cifar_resnet20", "--checkpoint", str(path), *extra])

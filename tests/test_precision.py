@@ -60,13 +60,14 @@ def _attention_grad(model, x, y, dtype, **options) -> torch.Tensor:
 
 # (model, px, training steps, method, normalize): bf16 cosine measured on a CPU with native
 # bf16 (2026-12-01) and on an AVX2-only one (2026-12-02): 0.980-0.998 there, 0.920-0.996 here.
+# resnet18 channel-max (0.996, 0.986) was dropped for time (25 s of bf16 on an AVX2-only CPU):
+# the cifar_resnet20 channel-max case and gpu_check's section b cover it.
 FIDELITY = {
     ("cifar_resnet20", 32, 20, "pixel", "max"): (0.996, 0.988),
     ("cifar_resnet20", 32, 20, "pixel", "softmax"): (0.998, 0.920),
     ("cifar_resnet20", 32, 20, "channel", "max"): (0.997, 0.968),
     ("cifar_resnet20", 32, 20, "channel", "softmax"): (0.997, 0.996),
     ("resnet18", 64, 40, "pixel", "softmax"): (0.998, 0.993),
-    ("resnet18", 64, 40, "channel", "max"): (0.996, 0.986),
     ("resnet18", 64, 40, "channel", "softmax"): (0.980, 0.996),
 }
 
