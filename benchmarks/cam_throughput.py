@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 import numpy as np
 import timm
 import torch
+from machine import cpu_name, pick_devices
 from torch import Tensor, nn
 
 from discatt_timm import attention_maps, resolve_layers
@@ -50,17 +49,6 @@ TARGETS = {1: 2.5, 5: 10.0}  # issue #3: GradCAM speed-up with 1 target, with th
 TARGET_MODEL = "resnet50"  # issue #3's targets are for resnet50's layer4
 # case: True when its layer outputs tokens (B x N x D), folded for pytorch-grad-cam
 CASES = {"resnet50": False, "vit_small_patch16_224": True}
-
-
-def cpu_name() -> str:
-    """The CPU model, as ``lscpu`` prints it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def grad_cam_version() -> str:
@@ -250,14 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         import pytorch_grad_cam  # noqa: F401
     except ImportError:
         parser.error("needs pytorch-grad-cam: pip install grad-cam (the 'test' extra)")
-    if args.device == "auto":
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    elif args.device in ("cpu", "cuda"):
-        devices = [args.device]
-    else:
-        parser.error(f"--device must be cpu, cuda or auto, got {args.device!r}")
-    if "cuda" in devices and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
+    devices = pick_devices(parser, args.device)
 
     torch.set_num_threads(args.threads)
     print(

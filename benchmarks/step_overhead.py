@@ -40,16 +40,15 @@ import argparse
 import contextlib
 import datetime
 import itertools
-import platform
 import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import timm
 import torch
 import torch.nn.functional as F
+from machine import cpu_name, pick_devices
 from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
@@ -80,17 +79,6 @@ TIME_TARGETS = {"exact": 1.35, "detached": 1.10}
 # issue 15: one attention step in 4, or the terms on a quarter of the batch (either selection)
 LAZY_TARGETS = {"every_4": 1.15, "random_0.25": 1.2, "margin_0.25": 1.2}
 MEMORY_TARGETS = {"exact": 1.5}
-
-
-def cpu_name() -> str:
-    """The CPU model, as ``lscpu`` prints it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Case:
@@ -368,14 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
-    if args.device == "auto":
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    elif args.device in ("cpu", "cuda"):
-        devices = [args.device]
-    else:
-        parser.error(f"--device must be cpu, cuda or auto, got {args.device!r}")
-    if "cuda" in devices and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
+    devices = pick_devices(parser, args.device)
 
     torch.set_num_threads(args.threads)
     print(

@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import fcntl
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_name
 from study_parking import PARKED, discard, park, unpark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,14 +217,6 @@ def _git_revision() -> str:
         return "unknown"
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def _scoring_data(cfg, model, test_samples: int | None):
     """(data bundle, loader factory): the run's training subset and the test split (all of it
     unless ``test_samples``), each with the model's eval transform (no augmentation), in
@@ -395,7 +387,7 @@ def run_one(
         "attention": config_to_dict(cfg)["attention"],
         "epochs": cfg.schedule.epochs,
         "git": _git_revision(),
-        "device": f"cpu: {_cpu_model()}, {torch.get_num_threads()} thread(s)",
+        "device": f"cpu: {cpu_name()}, {torch.get_num_threads()} thread(s)",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
         **score(cfg, result.run_dir, test_samples),

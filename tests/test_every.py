@@ -3,7 +3,7 @@ plain cross-entropy steps. Trainer-level cycles (accumulation, resume): tests/te
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from discatt_timm import DiscriminativeAttentionLoss
 from discatt_timm.config import AttentionLossConfig
 from discatt_timm.subset import margins
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import step_overhead  # noqa: E402  (a benchmark script, importable from its folder)
 
 
 def _model() -> torch.nn.Module:
@@ -115,13 +118,9 @@ def test_fraction_and_select_are_checked(options):
 
 def test_the_benchmarks_split_step_is_a_plain_cross_entropy_step():
     """step_overhead's ``split_f`` row (the floor of ``random_f``) must time a plain step."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_overhead.py"
-    spec = importlib.util.spec_from_file_location("step_overhead", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     model = _model()  # eval mode: a split forward equals the whole one
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
-    split = bench.split_cross_entropy(model, x, y, 2)
+    split = step_overhead.split_cross_entropy(model, x, y, 2)
     whole = F.cross_entropy(model(x), y)
     torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
     for a, b in zip(_grad(model, split), _grad(model, whole), strict=True):
