@@ -145,10 +145,10 @@ def test_one_model_is_refused(folder, model_dirs, capsys):
     assert "compare needs two or more --model, got 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("source", ["fashion_mnist_clutter", "fashion_mnist_multi"])
-def test_boxed_and_multilabel_data_get_localisation_rows(tmp_path, monkeypatch, source):
-    """Data with boxes: the localisation rows appear; multi-label: mAP instead of top-1, and a
-    model is right on an image when its positive logits are exactly the present classes."""
+@pytest.fixture
+def fashion_models(tmp_path, monkeypatch):
+    """Two random cifar_resnet20 (10 classes, 1 channel) and a fake Fashion-MNIST of 8 train /
+    12 test images behind the derived boxed data sets (cached under ``tmp_path``)."""
     from support import make_fashion_idx
 
     idx = make_fashion_idx(tmp_path / "fm", train=8, test=12)
@@ -158,6 +158,14 @@ def test_boxed_and_multilabel_data_get_localisation_rows(tmp_path, monkeypatch, 
     for seed in (0, 1):
         torch.manual_seed(seed)
         models[f"m{seed}"] = timm.create_model("cifar_resnet20", num_classes=10, in_chans=1).eval()
+    return models
+
+
+@pytest.mark.parametrize("source", ["fashion_mnist_clutter", "fashion_mnist_multi"])
+def test_boxed_and_multilabel_data_get_localisation_rows(fashion_models, source):
+    """Data with boxes: the localisation rows appear; multi-label: mAP instead of top-1, and a
+    model is right on an image when its positive logits are exactly the present classes."""
+    models = fashion_models
     result = compare(models, source, panels=12, batch_size=6)
     text = format_comparison(result)
     assert "pointing game, last" in text and "energy in box, inner" in text
@@ -190,21 +198,11 @@ def _pointing_per_image(model, bundle):
 
 
 @pytest.mark.parametrize("source", ["fashion_mnist_clutter", "fashion_mnist_multi"])
-def test_pick_pointing_draws_where_exactly_one_map_points_into_the_box(
-    tmp_path, monkeypatch, source
-):
-    from support import make_fashion_idx
-
+def test_pick_pointing_draws_where_exactly_one_map_points_into_the_box(fashion_models, source):
     from discatt_timm.compare import pointing_hits
     from discatt_timm.data import eval_data, named_data
 
-    idx = make_fashion_idx(tmp_path / "fm", train=8, test=12)
-    monkeypatch.setattr("discatt_timm.data.fashion_mnist.FASHION_MNIST_DIR", str(idx))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    models = {}
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        models[f"m{seed}"] = timm.create_model("cifar_resnet20", num_classes=10, in_chans=1).eval()
+    models = fashion_models
     bundle = eval_data(named_data(source), models["m0"])
     hits = [pointing_hits(m, bundle, batch_size=5) for m in models.values()]
     for got, model in zip(hits, models.values(), strict=True):

@@ -69,6 +69,20 @@ def test_build_criterion_follows_the_recipe(tiny_data, tmp_path):
     assert isinstance(baseline, ClassificationLoss)
 
 
+def accumulated_and_large(tiny_data, out, common: dict):
+    """Train the same recipe twice: batch 4 with 2 accumulation steps, and batch 8."""
+    accumulated = config(
+        tiny_data,
+        out,
+        name="accumulated",
+        data={"batch_size": 4},
+        accelerate={"gradient_accumulation_steps": 2},
+        **common,
+    )
+    large = config(tiny_data, out, name="large", data={"batch_size": 8}, **common)
+    return train(accumulated), train(large)
+
+
 def test_gradient_accumulation_equals_the_large_batch(tiny_data, tmp_path):
     common = dict(
         schedule={"max_steps": 3},
@@ -76,17 +90,7 @@ def test_gradient_accumulation_equals_the_large_batch(tiny_data, tmp_path):
         checkpoint={"every_epoch": False},
         attention={"method": "channel"},  # see test_two_cpu_processes_equal_one
     )
-    small = train(
-        config(
-            tiny_data,
-            tmp_path,
-            name="accumulated",
-            data={"batch_size": 4},
-            accelerate={"gradient_accumulation_steps": 2},
-            **common,
-        )
-    )
-    large = train(config(tiny_data, tmp_path, name="large", data={"batch_size": 8}, **common))
+    small, large = accumulated_and_large(tiny_data, tmp_path, common)
     assert small.global_step == large.global_step == 3
     a, b = weights(small.model_file), weights(large.model_file)
     assert a.keys() == b.keys()
@@ -119,17 +123,7 @@ def test_accumulation_equals_the_large_batch_over_epochs_with_pixel_maps(
             "method": "pixel", "normalize": "softmax", "warmup_epochs": warmup, "every": every,
         },
     )  # fmt: skip
-    small = train(
-        config(
-            tiny_data,
-            tmp_path,
-            name="accumulated",
-            data={"batch_size": 4},
-            accelerate={"gradient_accumulation_steps": 2},
-            **common,
-        )
-    )
-    large = train(config(tiny_data, tmp_path, name="large", data={"batch_size": 8}, **common))
+    small, large = accumulated_and_large(tiny_data, tmp_path, common)
     assert small.global_step == large.global_step == 6  # 24 images / 8, 2 epochs
     assert small.epochs_done == large.epochs_done == 2
     a, b = weights(small.model_file), weights(large.model_file)
