@@ -10,8 +10,8 @@ multi, transfer, full) and arm the mean and sample standard deviation over seeds
 per-seed differences to the baseline with a 95% paired-t interval and a sign count, the map
 metrics, the cost per run, the baseline's last evaluation epochs, for clutter and multi the
 convergence probes (20 / 40 / 80 epochs), and what is still missing from the plan (3 seeds per
-arm, 5 for the baseline and the best arm). The study is still running: a regime or arm without
-runs is reported as missing, never an error.
+arm, 5 for the baseline and the best arm). While the study runs, a regime or arm without runs
+is reported as missing, never an error.
 """
 
 from __future__ import annotations
@@ -484,6 +484,12 @@ def render(
     revisions = sorted({r["git"] for r in records}) or ["-"]
     dates = sorted({r["date"] for r in records}) or ["-"]
     planned = sum(_planned_total(r) for r in V2_REGIMES)
+    done = _planned_done(records)
+    progress = (
+        f"all {planned} planned runs are in."
+        if done == planned
+        else f"the study is still running: {done} of {planned} planned runs are in."
+    )
     lines = [
         "# Study v2: discriminative attention on clutter, multiple objects, transfer and full "
         "Fashion-MNIST (issue 12)",
@@ -497,8 +503,7 @@ def render(
             f"({sum(e['regime'] == regime for e in earlier)})"
             for regime, path in EARLIER.items()
         )
-        + "; do not edit by hand. The study is still running: "
-        f"{_planned_done(records)} of {planned} planned runs are in.",
+        + f"; do not edit by hand; {progress}",
         "",
         f"Devices: {'; '.join(devices)}. Revisions: {', '.join(revisions)}. "
         f"Dates: {', '.join(dates)}.",

@@ -161,7 +161,7 @@ def test_partial_data_renders(tmp_path):
     assert "paper_px 1/5 (seeds 2, 3, 4, 5)" in text  # the best (only) arm so far
     assert "softmax_px 0/5" in text
     # make study-v2's plan, as the runner counts it: clutter 19, multi 13, transfer 13, full 10
-    assert "2 of 55 planned runs are in" in text
+    assert "the study is still running: 2 of 55 planned runs are in." in text
     variants = [
         record("clutter", "softmax_px_every4", 1, 0.85),
         record("clutter", "baseline", 9, 0.8),
@@ -176,6 +176,20 @@ def test_partial_data_renders(tmp_path):
     empty = report.render([])
     assert "## Regime `clutter`: no runs yet" in empty
     assert "--seeds 4 5" not in empty  # no best arm outside the main ones to add seeds to
+
+
+def test_a_complete_plan_says_so():
+    # Every run make study-v2 plans, with the multi regime's metric: the header says all are in.
+    records = [
+        record(regime, arm, seed, 0.8, multilabel=regime == "multi")
+        for regime in report.V2_REGIMES
+        for arm, seeds in report.planned_seeds(regime, None).items()
+        for seed in range(1, seeds + 1)
+    ]
+    assert len(records) == 55
+    text = report.render(records)
+    assert "do not edit by hand; all 55 planned runs are in." in text
+    assert "still running" not in text and "**Missing:** nothing" in text
 
 
 def test_convergence_table_and_last_evals(tmp_path):
