@@ -39,6 +39,7 @@ CONVERGENCE = (
     STUDY / "probe_transfer_epochs24.jsonl",
     STUDY / "probe_transfer_epochs48.jsonl",
     STUDY / "probe_full_epochs30.jsonl",
+    STUDY / "probe_full_epochs60.jsonl",
 )
 # A regime's runs at an earlier schedule that turned out not to have converged: kept apart,
 # summarised under the regime, never in its verdict.
@@ -454,11 +455,11 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "python benchmarks/study_fashion_mnist.py --regimes transfer --seeds 1 2 3 4 5 "
         "--set schedule.epochs=12 --runs-dir runs/transfer12 "
         "--out benchmarks/study/results_v2_transfer12.jsonl",
-        "# the full probe (seed-1 baseline at 30 epochs, now the regime's, its record reused",
-        "# as the regime's seed-1 baseline) and the earlier 15-epoch runs:",
+        "# the full probes (seed-1 baseline at 30 and 60 epochs; 30 is the regime's, its record",
+        "# reused as the regime's seed-1 baseline) and the earlier 15-epoch runs:",
         "python benchmarks/study_fashion_mnist.py --regimes full --arms baseline --seeds 1 "
-        "--set schedule.epochs=30 --runs-dir runs/probe_full30 "
-        "--out benchmarks/study/probe_full_epochs30.jsonl",
+        "--set schedule.epochs=E --runs-dir runs/probe_fullE "
+        "--out benchmarks/study/probe_full_epochsE.jsonl",
         "python benchmarks/study_fashion_mnist.py --regimes full --seeds 1 2 3 "
         "--set schedule.epochs=15 --runs-dir runs/full15 "
         "--out benchmarks/study/results_v2_full15.jsonl",
