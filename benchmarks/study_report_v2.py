@@ -352,10 +352,12 @@ def convergence_table(
     ]
     for r in runs:
         tail = ", ".join(f"{v * 100:.2f}" for _, v in (r.get("eval_curve") or [])[-LAST_EVALS:])
+        # A resumed probe's clocks cover only what ran after the resume: no cost for it.
+        resumed = r.get("resumed_from_epoch")
+        cost = f"- (resumed at epoch {resumed})" if resumed else _fmt(r.get("wall_s"), 1 / 60, 1)
         lines.append(
             f"| {r['epochs']} | `{r['_source']}` | {_fmt(r.get(f'test_{metric}'), 100, 2)} | "
-            f"{_fmt(r.get(f'train_{metric}'), 100, 2)} | {tail or '-'} | "
-            f"{_fmt(r.get('wall_s'), 1 / 60, 1)} |"
+            f"{_fmt(r.get(f'train_{metric}'), 100, 2)} | {tail or '-'} | {cost} |"
         )
     steps = [
         f"{(b[f'test_{metric}'] - a[f'test_{metric}']) * 100:+.2f} points from {a['epochs']} "

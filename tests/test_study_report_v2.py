@@ -203,6 +203,25 @@ def test_convergence_table_and_last_evals(tmp_path):
     assert "| 80 | `p80.jsonl` | 85.40 | 90.40 |" in text
     assert "+4.90 points from 20 to 40 epochs; +0.20 points from 40 to 80 epochs" in text
     assert "| 1 | 8 | 83.00, 84.00, 85.00, 86.00, 87.00 | +4.00 |" in text
+    assert text.count("| 11.0 |") == 3  # 660 s per probe, trained in one go
+
+
+def test_a_resumed_probe_shows_no_cost(tmp_path):
+    # Its clocks cover only the epochs after the resume, so its minutes would read too low.
+    probes = [
+        write(tmp_path / "p20.jsonl", [record("clutter", "baseline", 1, 0.80, epochs=20)]),
+        write(
+            tmp_path / "p40.jsonl",
+            [record("clutter", "baseline", 1, 0.85, epochs=40, resumed_from_epoch=31)],
+        ),
+    ]
+    base = record("clutter", "baseline", 1, 0.85)
+    text = report.render([base], report.read_convergence(probes), sources=probes)
+    assert "| 20 | `p20.jsonl` | 80.00 | 85.00 |" in text
+    assert text.split("| 20 | `p20.jsonl` |")[1].split("\n")[0].endswith("| 11.0 |")
+    assert (
+        text.split("| 40 | `p40.jsonl` |")[1].split("\n")[0].endswith("| - (resumed at epoch 31) |")
+    )
 
 
 def test_a_probe_longer_than_the_schedule_reads_against_the_regimes_own_run(tmp_path):
