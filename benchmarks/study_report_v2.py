@@ -17,6 +17,7 @@ is reported as missing, never an error.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -41,11 +42,11 @@ CONVERGENCE = (
     STUDY / "probe_full_epochs30.jsonl",
     STUDY / "probe_full_epochs60.jsonl",
 )
-# A regime's runs at an earlier schedule that turned out not to have converged: kept apart,
-# summarised under the regime, never in its verdict.
-EARLIER = {
-    "transfer": STUDY / "results_v2_transfer12.jsonl",
-    "full": STUDY / "results_v2_full15.jsonl",
+# A regime's runs at earlier schedules that turned out not to have converged, one file per
+# schedule: kept apart, summarised under the regime, never in its verdict.
+EARLIER: dict[str, tuple[Path, ...]] = {
+    "transfer": (STUDY / "results_v2_transfer12.jsonl",),
+    "full": (STUDY / "results_v2_full15.jsonl", STUDY / "results_v2_full30.jsonl"),
 }
 REPORT = HERE / "STUDY_V2.md"
 sys.path.insert(0, str(HERE))
@@ -207,8 +208,9 @@ def regime_section(
         f"Test {label} on the {first['test_samples']} test images, in %, mean ± sample sd over "
         "seeds; Δ = arm minus the baseline of the same seed, in points, mean and 95% paired-t "
         f"interval (t quantile for n−1 df); cost = mean minutes of training / of the whole run "
-        "(training plus scoring), over the runs trained in one go (a run resumed after an "
-        "interruption is left out: its clocks cover only the rest).",
+        "(training plus scoring), over the runs trained in one go on one thread (a run resumed "
+        "after an interruption is left out: its clocks cover only the rest; so is a run on "
+        "more threads, whose minutes do not compare).",
         "",
         f"| arm | seeds | test {label} | Δ {label} [95% CI] | sign | verdict | train {label} | "
         "cost (min) |",
@@ -217,7 +219,7 @@ def regime_section(
     for arm in arms:
         arm_rows = by_arm[arm]
         d = diffs.get(arm, [])
-        whole = [r for r in arm_rows if not r.get("resumed_from_epoch")]
+        whole = [r for r in arm_rows if _uncosted(r) is None]
         cost = (
             f"{_fmt(_mean(whole, 'train_wall_s'), 1 / 60, 1)} / "
             f"{_fmt(_mean(whole, 'wall_s'), 1 / 60, 1)}"
@@ -322,6 +324,18 @@ def last_evals(base: Sequence[dict[str, Any]], label: str) -> list[str]:
     return lines + [""]
 
 
+def _uncosted(row: dict[str, Any]) -> str | None:
+    """Why ``row``'s clocks are no single-thread cost of a whole run (None when they are): a
+    resumed run's clocks cover only what ran after the resume, and minutes on more threads do
+    not compare with the single-thread runs."""
+    if row.get("resumed_from_epoch"):
+        return f"resumed at epoch {row['resumed_from_epoch']}"
+    threads = re.search(r"(\d+) thread", row.get("device", ""))
+    if threads and int(threads.group(1)) > 1:
+        return f"{threads.group(1)} threads"
+    return None
+
+
 def convergence_table(
     regime: str, records: Sequence[dict[str, Any]], own: Sequence[dict[str, Any]] = ()
 ) -> list[str]:
@@ -352,9 +366,8 @@ def convergence_table(
     ]
     for r in runs:
         tail = ", ".join(f"{v * 100:.2f}" for _, v in (r.get("eval_curve") or [])[-LAST_EVALS:])
-        # A resumed probe's clocks cover only what ran after the resume: no cost for it.
-        resumed = r.get("resumed_from_epoch")
-        cost = f"- (resumed at epoch {resumed})" if resumed else _fmt(r.get("wall_s"), 1 / 60, 1)
+        why = _uncosted(r)
+        cost = f"- ({why})" if why else _fmt(r.get("wall_s"), 1 / 60, 1)
         lines.append(
             f"| {r['epochs']} | `{r['_source']}` | {_fmt(r.get(f'test_{metric}'), 100, 2)} | "
             f"{_fmt(r.get(f'train_{metric}'), 100, 2)} | {tail or '-'} | {cost} |"
@@ -480,8 +493,8 @@ def render(
     sources: Sequence[Path] = CONVERGENCE,
     earlier: Sequence[dict[str, Any]] = (),
 ) -> str:
-    """The whole of STUDY_V2.md for ``records`` (and the convergence records, each with its
-    ``_source`` file name, and the records of ``EARLIER``'s files)."""
+    """The whole of STUDY_V2.md for ``records`` (and the convergence records and the records of
+    ``EARLIER``'s files, each with its ``_source`` file name)."""
     records = [{**r, "_source": Path(results).name} for r in records if r["regime"] in V2_REGIMES]
     devices = sorted({r["device"] for r in records}) or ["-"]
     revisions = sorted({r["git"] for r in records}) or ["-"]
@@ -502,9 +515,12 @@ def render(
         + ", ".join(f"`{_rel(p)}`" for p in sources)
         + f" ({len(convergence)} runs)"
         + "".join(
-            f", and the earlier `{regime}` runs in `{_rel(path)}` "
-            f"({sum(e['regime'] == regime for e in earlier)})"
-            for regime, path in EARLIER.items()
+            f", and the earlier `{regime}` runs in "
+            + ", ".join(
+                f"`{_rel(path)}` ({sum(e['_source'] == path.name for e in earlier)})"
+                for path in paths
+            )
+            for regime, paths in EARLIER.items()
         )
         + f"; do not edit by hand; {progress}",
         "",
@@ -540,7 +556,7 @@ def render(
     lines.append("")
     for regime in V2_REGIMES:
         rows = [r for r in records if r["regime"] == regime]
-        before = [{**r, "_source": EARLIER[regime].name} for r in earlier if r["regime"] == regime]
+        before = [r for r in earlier if r["regime"] == regime]
         lines += regime_section(regime, rows, convergence, own=[*rows, *before])
         lines += earlier_section(regime, before)
         lines += cheaper_section(records, regime, f"test_{metric_of(rows)}")
@@ -549,17 +565,26 @@ def render(
 
 
 def earlier_section(regime: str, rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The paired comparison of ``regime``'s runs at an earlier schedule that had not converged
-    (``EARLIER``): what the shorter training said, kept for the record (no lines without)."""
-    if not rows:
-        return []
+    """The paired comparisons of ``regime``'s runs at earlier schedules that had not converged
+    (``EARLIER``, one table per file, shortest first): what the shorter training said, kept
+    for the record (no lines without)."""
+    lines: list[str] = []
+    for path in EARLIER.get(regime, ()):
+        mine = [r for r in rows if r["_source"] == path.name]
+        if mine:
+            lines += _earlier_table(regime, mine, path)
+    return lines
+
+
+def _earlier_table(regime: str, rows: Sequence[dict[str, Any]], path: Path) -> list[str]:
+    """One earlier schedule's paired table: ``rows`` all come from ``path``."""
     by_arm = group(rows)
     metric = metric_of(rows)
     label = "mAP" if metric == "mAP" else "top-1"
     diffs = arm_diffs(by_arm, f"test_{metric}")
     epochs = ", ".join(map(str, sorted({r["epochs"] for r in rows})))
     lines = [
-        f"Earlier runs at {epochs} epochs (`{_rel(EARLIER[regime])}`): that schedule had not "
+        f"Earlier runs at {epochs} epochs (`{_rel(path)}`): that schedule had not "
         f"converged (the probes above), so they are kept apart and are not in the verdict. Test "
         f"{label} in %, Δ in points as above:",
         "",
@@ -597,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         read_convergence(args.convergence),
         results=args.results,
         sources=args.convergence,
-        earlier=[row for path in EARLIER.values() for row in read_results(path)],
+        earlier=read_convergence([path for paths in EARLIER.values() for path in paths]),
     )
     return write_or_check(args.out, text, args.results, args.check)
 

@@ -117,7 +117,7 @@ def test_scoring_batches_are_the_recipes_eval_batches(folder, tmp_path):
 def test_full_regime_records_a_curve_and_overrides_still_win(tmp_path):
     short = study.run_config("short", "baseline", 1, [], tmp_path)
     full = study.run_config("full", "baseline", 1, [], tmp_path)
-    assert full.data.max_train_samples is None and full.schedule.epochs == 30
+    assert full.data.max_train_samples is None and full.schedule.epochs == 60
     assert (full.eval.every_n_epochs, full.data.max_eval_samples) == (1, 2000)
     assert short.eval.every_n_epochs == 1000  # the other regimes keep their recipe's
     mine = study.run_config("full", "baseline", 1, ["eval.every_n_epochs=3"], tmp_path)

@@ -118,6 +118,15 @@ def test_a_resumed_run_is_left_out_of_the_cost():
     assert row.endswith("| 10.0 / 11.0 |")  # not (600 + 600 + 150) / 3 s = 7.5 min
 
 
+def test_a_run_on_more_threads_is_left_out_of_the_cost():
+    records = [record("clutter", "baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
+    # seed 3 trained on two threads: faster, so its minutes would pull the mean down
+    records[2] = {**records[2], "device": "cpu: AMD EPYC, 2 thread(s)", "wall_s": 60.0}
+    records[1] = {**records[1], "device": "cpu: AMD EPYC, 1 thread(s)"}
+    (row,) = [r for r in rows_of(report.render(records), "baseline") if "| - | - |" in r]
+    assert "| 3 |" in row and row.endswith("| 10.0 / 11.0 |")  # not (660 + 660 + 60) / 3 s
+
+
 def test_mixed_signs():
     arm = [0.81, 0.81, 0.87]  # diffs +0.01, -0.01, +0.03
     records = [record("clutter", "baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
@@ -222,6 +231,10 @@ def test_a_resumed_probe_shows_no_cost(tmp_path):
     assert (
         text.split("| 40 | `p40.jsonl` |")[1].split("\n")[0].endswith("| - (resumed at epoch 31) |")
     )
+    two = write(tmp_path / "p80.jsonl", [record("clutter", "baseline", 1, 0.86, epochs=80)])
+    two.write_text(two.read_text().replace('"cpu: test"', '"cpu: AMD EPYC, 2 thread(s)"'))
+    text = report.render([base], report.read_convergence([two]), sources=[two])
+    assert text.split("| 80 | `p80.jsonl` |")[1].split("\n")[0].endswith("| - (2 threads) |")
 
 
 def test_a_probe_longer_than_the_schedule_reads_against_the_regimes_own_run(tmp_path):
@@ -242,9 +255,11 @@ def test_a_probe_longer_than_the_schedule_reads_against_the_regimes_own_run(tmp_
     # Once the regime moves to the probe's budget, its 15-epoch runs are the earlier file's
     # and still give the table its first row.
     now = [record("full", "baseline", 1, 0.9453, epochs=30)]
-    text = report.render(now, report.read_convergence([probe]), results, [probe], earlier=rows)
+    full15 = report.EARLIER["full"][0].name
+    earlier = [{**r, "_source": full15} for r in rows]
+    text = report.render(now, report.read_convergence([probe]), results, [probe], earlier=earlier)
     convergence = text.split("Convergence of the seed-1 baseline (`full`")[1]
-    assert f"| 15 | `{report.EARLIER['full'].name}` | 93.77 |" in convergence
+    assert f"| 15 | `{full15}` | 93.77 |" in convergence
     assert "+0.44 points from 15 to 30 epochs" in convergence  # the probe wins at 30
 
 
@@ -313,7 +328,8 @@ def test_earlier_unconverged_runs_are_summarised_apart_from_the_verdict():
         record("transfer", "softmax_px", s, v, epochs=12)
         for s, v in zip((1, 2, 3), ARM, strict=True)
     ]
-    text = report.render(current, earlier=earlier)
+    source = report.EARLIER["transfer"][0].name
+    text = report.render(current, earlier=[{**r, "_source": source} for r in earlier])
     transfer = text.split("## Regime `transfer`")[1].split("## Regime `full`")[0]
     table, apart = transfer.split("Earlier runs at 12 epochs")
     assert "softmax_px 0/5" in table and rows_of(table, "softmax_px") == []
@@ -323,3 +339,23 @@ def test_earlier_unconverged_runs_are_summarised_apart_from_the_verdict():
     ]
     assert "(3 + 3)" not in text and "earlier `transfer` runs in" in text
     assert "Earlier runs" not in report.render(current)  # nothing to summarise
+
+
+def test_each_earlier_schedule_gets_its_own_table_shortest_first():
+    """A regime that moved twice (full: 15, then 30, then 60 epochs) keeps one paired table per
+    earlier file, in ``EARLIER``'s order, each naming its file and counted in the header."""
+    full15, full30 = report.EARLIER["full"]
+    earlier = [
+        {**record("full", arm, s, v + (0.01 if epochs == 30 else 0), epochs=epochs), "_source": f}
+        for epochs, f in ((30, full30.name), (15, full15.name))
+        for arm, values in (("baseline", BASE), ("softmax_px", ARM))
+        for s, v in zip((1, 2, 3), values, strict=True)
+    ]
+    text = report.render([record("full", "baseline", 1, 0.95, epochs=60)], earlier=earlier)
+    full = text.split("## Regime `full`")[1]
+    first, second = full.split("Earlier runs at ")[1:]
+    assert first.startswith(f"15 epochs (`benchmarks/study/{full15.name}`)")
+    assert second.startswith(f"30 epochs (`benchmarks/study/{full30.name}`)")
+    assert rows_of(first, "baseline")[0].split(" | ")[2] == "82.00 ± 2.00"
+    assert rows_of(second, "baseline")[0].split(" | ")[2] == "83.00 ± 2.00"
+    assert f"`benchmarks/study/{full15.name}` (6), `benchmarks/study/{full30.name}` (6)" in text
