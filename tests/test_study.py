@@ -163,7 +163,7 @@ def test_committed_report_is_reproduced_from_the_committed_results(capsys):
         ("fashion_mnist_clutter_transfer_softmax_px", "transfer", "softmax_px", []),
         ("fashion_mnist_clutter_transfer_softmax_px_baseline", "transfer", "baseline", []),
         # The zoo's full pair shipped from the regime's earlier 15-epoch schedule
-        # (benchmarks/study/results_v2_full15.jsonl); the regime now trains 30.
+        # (benchmarks/study/results_v2_full15.jsonl); the regime now trains 60.
         ("fashion_mnist_full_softmax_px", "full", "softmax_px", ["schedule.epochs=15"]),
         ("fashion_mnist_full_softmax_px_baseline", "full", "baseline", ["schedule.epochs=15"]),
     ],
