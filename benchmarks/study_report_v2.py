@@ -472,13 +472,16 @@ def commands(records: Sequence[dict[str, Any]], results: Path) -> list[str]:
         "--out benchmarks/study/results_v2_transfer12.jsonl",
         "# the full probes (seed-1 baseline at 30 and 60 epochs, 60 on two threads; 60 is the",
         "# regime's, its record reused as the regime's seed-1 baseline) and the earlier 15- and",
-        "# 30-epoch runs (S = 15 for seeds 1 2 3, 30 for seeds 1-5):",
+        "# 30-epoch runs:",
         "python benchmarks/study_fashion_mnist.py --regimes full --arms baseline --seeds 1 "
         "--set schedule.epochs=E --runs-dir runs/probe_fullE "
         "--out benchmarks/study/probe_full_epochsE.jsonl",
+        "python benchmarks/study_fashion_mnist.py --regimes full --seeds 1 2 3 "
+        "--set schedule.epochs=15 --runs-dir runs/full15 "
+        "--out benchmarks/study/results_v2_full15.jsonl",
         "python benchmarks/study_fashion_mnist.py --regimes full --seeds 1 2 3 4 5 "
-        "--set schedule.epochs=S --runs-dir runs/fullS "
-        "--out benchmarks/study/results_v2_fullS.jsonl",
+        "--set schedule.epochs=30 --runs-dir runs/full30 "
+        "--out benchmarks/study/results_v2_full30.jsonl",
         "# this report (--check: exit 1 when STUDY_V2.md is stale):",
         "python benchmarks/study_report_v2.py [--check]",
         "```",
